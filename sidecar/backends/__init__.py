@@ -1,0 +1,1 @@
+"""Key managers behind the proxy: the KeyManager interface and its drivers."""
