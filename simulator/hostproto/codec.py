@@ -1,0 +1,476 @@
+"""The host protocol's wire format: frames in, frames out, no I/O.
+
+Both ends of the simulator link import this module (the simulator serves it,
+the sidecar's CryptoHub backend speaks it), so it depends on nothing but the
+standard library and holds no sockets, no event loop and no logging: bytes go
+into a :class:`FrameDecoder`, events come out, and :func:`encode_frame` turns a
+:class:`Frame` back into bytes. ``docs/host-protocol.md`` is the prose version.
+
+The framing follows Futurex's public Excrypt convention::
+
+    [AO<CMD>;<TAG><value>;<TAG><value>;...]
+
+``[`` opens a frame, the ``AO`` tag carries the four-character command, every
+field is a two-character tag, its value and a ``;``, and ``]`` closes. Values
+are printable ASCII without ``;``, ``[`` or ``]``; binary values are standard
+base64. The command names, tags and result codes are this simulator's own.
+
+Two deliberate strictnesses: every field, the last included, ends with ``;``
+(``[AOECHO]`` is malformed), and a tag may appear once per frame, so a reader
+never has to guess which of two ``KL`` fields counts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+# Chosen to fit the XKS maxima (4300-byte plaintext, 8192-byte AAD, their
+# base64 overhead, the other fields) with room to spare; not measured.
+DEFAULT_MAX_FRAME_BYTES: Final = 65536
+
+
+class ErrorCode(enum.StrEnum):
+    """The ``ER`` result code every reply carries ("00" is success)."""
+
+    OK = "00"
+    MALFORMED_FRAME = "01"
+    FRAME_TOO_LARGE = "02"
+    UNKNOWN_COMMAND = "03"
+    MISSING_FIELD = "04"
+    INVALID_FIELD = "05"
+    KEY_NOT_FOUND = "10"
+    KEY_DISABLED = "11"
+    USAGE_NOT_PERMITTED = "12"
+    KEY_VERSION_NOT_FOUND = "13"
+    DECRYPT_FAILED = "20"
+    BUSY = "30"
+    INJECTED_FAULT = "90"
+    INTERNAL_ERROR = "99"
+
+
+class Command(enum.StrEnum):
+    """The commands the simulator implements."""
+
+    ECHO = "ECHO"  # liveness: echoes DT
+    NODE = "NODE"  # node identity: NI, MD, VR, SN
+    KINF = "KINF"  # key information
+    GCEN = "GCEN"  # AES-256-GCM encrypt; the HSM draws the IV
+    GCDE = "GCDE"  # AES-256-GCM decrypt
+
+
+class Tag(enum.StrEnum):
+    """Field tags; a member compares equal to its two-letter string."""
+
+    ID = "ID"  # correlation id, echoed in the reply
+    ER = "ER"  # result code, see ErrorCode
+    EM = "EM"  # short error message when ER != 00
+    KL = "KL"  # key label (the XKS external key id)
+    KU = "KU"  # key UUID
+    KV = "KV"  # key version, decimal
+    KS = "KS"  # key spec
+    KG = "KG"  # key usages, comma separated
+    ST = "ST"  # key state
+    PT = "PT"  # plaintext, base64
+    AD = "AD"  # additional authenticated data, base64
+    IV = "IV"  # GCM IV, base64
+    CT = "CT"  # ciphertext, base64
+    TG = "TG"  # GCM tag, base64
+    DT = "DT"  # echo data, base64
+    NI = "NI"  # node id
+    MD = "MD"  # model
+    VR = "VR"  # version
+    SN = "SN"  # serial number
+
+
+# Replies to bytes whose command could not be read carry this command name.
+UNREADABLE_COMMAND: Final = "ERRO"
+
+COMMAND_TAG: Final = "AO"
+_COMMAND = re.compile(r"[A-Z0-9]{4}")
+_TAG = re.compile(r"[A-Z0-9]{2}")
+# Printable ASCII (0x20-0x7E) less the three framing characters ; [ ].
+_VALUE = re.compile(r"[\x20-\x3a\x3c-\x5a\x5c\x5e-\x7e]*")
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9]{1,16}")
+_DECIMAL = re.compile(r"[0-9]{1,9}")  # up to 999,999,999: ample for key versions
+
+# Best-effort recovery of the command and correlation id from bytes that do
+# not form a valid frame, so the error reply can still be matched.
+_RECOVER_COMMAND = re.compile(rb"AO([A-Z0-9]{4});")
+_RECOVER_ID = re.compile(rb"(?:^|;)ID([A-Za-z0-9]{1,16});")
+_INTERFRAME_WHITESPACE = b" \t\r\n"
+_REDACTED_TAGS: Final = frozenset({"PT", "AD"})
+
+
+class CodecError(ValueError):
+    """A frame or field is unacceptable; ``code`` is the reply's ER value."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def valid_correlation_id(value: str) -> bool:
+    """True if ``value`` may be used as an ``ID``: 1-16 letters or digits."""
+    return _CORRELATION_ID.fullmatch(value) is not None
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 text of ``data``, as binary field values are carried."""
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Frame:
+    """One request or reply: a command and its fields in wire order.
+
+    Construction validates the command name, each tag and each value, and
+    rejects a repeated tag, so every Frame can be encoded as it stands.
+    """
+
+    command: str
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if _COMMAND.fullmatch(self.command) is None:
+            raise CodecError(ErrorCode.MALFORMED_FRAME, "command must be 4 of A-Z 0-9")
+        seen: set[str] = set()
+        for tag, value in self.fields:
+            _check_field(tag, value, seen)
+
+    def __repr__(self) -> str:
+        # Frames carry plaintext and AAD; a repr that reaches a log must not.
+        shown = ", ".join(
+            f"{tag}={'<redacted>' if tag in _REDACTED_TAGS else value!r}"
+            for tag, value in self.fields
+        )
+        return f"Frame({self.command}: {shown})"
+
+    @classmethod
+    def of(cls, command: str, **fields: str) -> Frame:
+        """``Frame.of("ECHO", ID="7", DT="aGk=")``: keyword order is wire order."""
+        return cls(command, tuple(fields.items()))
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The ``ID`` value if it is a valid correlation id, else None."""
+        value = self.get(Tag.ID)
+        return value if value is not None and valid_correlation_id(value) else None
+
+    def get(self, tag: str) -> str | None:
+        """The value of ``tag``, or None when the frame has no such field."""
+        for field_tag, value in self.fields:
+            if field_tag == tag:
+                return value
+        return None
+
+    def text(self, tag: str) -> str:
+        """The value of a required field; MISSING_FIELD if absent."""
+        value = self.get(tag)
+        if value is None:
+            raise CodecError(ErrorCode.MISSING_FIELD, f"missing field {tag}")
+        return value
+
+    def integer(self, tag: str) -> int:
+        """A required unsigned decimal field; INVALID_FIELD if not one."""
+        value = self.text(tag)
+        if _DECIMAL.fullmatch(value) is None:
+            raise CodecError(
+                ErrorCode.INVALID_FIELD, f"field {tag} must be a decimal number"
+            )
+        return int(value)
+
+    def binary(self, tag: str) -> bytes:
+        """A required base64 field, decoded; INVALID_FIELD if not base64."""
+        return _decode_b64(tag, self.text(tag))
+
+    def optional_binary(self, tag: str) -> bytes | None:
+        """An optional base64 field, decoded, or None when absent."""
+        value = self.get(tag)
+        return None if value is None else _decode_b64(tag, value)
+
+
+def _check_field(tag: str, value: str, seen: set[str]) -> None:
+    if _TAG.fullmatch(tag) is None or tag == COMMAND_TAG:
+        raise CodecError(ErrorCode.MALFORMED_FRAME, "tag must be 2 of A-Z 0-9")
+    if tag in seen:
+        raise CodecError(ErrorCode.MALFORMED_FRAME, f"duplicate tag {tag}")
+    if _VALUE.fullmatch(value) is None:
+        raise CodecError(
+            ErrorCode.MALFORMED_FRAME,
+            f"field {tag} holds a character that is not printable ASCII",
+        )
+    seen.add(tag)
+
+
+def _decode_b64(tag: str, value: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise CodecError(
+            ErrorCode.INVALID_FIELD, f"field {tag} must be standard base64"
+        ) from exc
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """The wire bytes of ``frame``."""
+    parts = [f"[{COMMAND_TAG}{frame.command};"]
+    parts.extend(f"{tag}{value};" for tag, value in frame.fields)
+    parts.append("]")
+    return "".join(parts).encode("ascii")
+
+
+# --- replies -----------------------------------------------------------------
+
+
+def reply_ok(request: Frame, **fields: str) -> Frame:
+    """A success reply to ``request``: same command, its ID, ER 00, ``fields``."""
+    head = _reply_head(request.correlation_id, ErrorCode.OK)
+    return Frame(request.command, (*head, *fields.items()))
+
+
+def reply_error(request: Frame | FrameError, code: ErrorCode, message: str) -> Frame:
+    """An error reply to a request, or to bytes the decoder could not read.
+
+    The message is cleaned of characters a value may not hold and shortened,
+    so any text (an exception's, say) can be passed in safely.
+    """
+    if isinstance(request, Frame):
+        command, correlation_id = request.command, request.correlation_id
+    else:
+        command = request.command or UNREADABLE_COMMAND
+        correlation_id = request.correlation_id
+    head = _reply_head(correlation_id, code)
+    return Frame(command, (*head, (Tag.EM.value, _clean_message(message))))
+
+
+def reply_to_frame_error(event: FrameError) -> Frame:
+    """The error reply a server sends for a decoder's FrameError event."""
+    return reply_error(event, event.code, event.message)
+
+
+def _reply_head(
+    correlation_id: str | None, code: ErrorCode
+) -> tuple[tuple[str, str], ...]:
+    result = ((Tag.ER.value, code.value),)
+    if correlation_id is None:
+        return result
+    return ((Tag.ID.value, correlation_id), *result)
+
+
+_MAX_MESSAGE = 160  # short enough for one log line; chosen, not measured
+_MESSAGE_UNSAFE = re.compile(r"[^\x20-\x3a\x3c-\x5a\x5c\x5e-\x7e]")
+
+
+_MESSAGE_SWAPS = str.maketrans({";": ",", "[": "(", "]": ")"})
+
+
+def _clean_message(message: str) -> str:
+    swapped = message.translate(_MESSAGE_SWAPS)
+    return _MESSAGE_UNSAFE.sub("?", swapped)[:_MAX_MESSAGE]
+
+
+def result_code(reply: Frame) -> ErrorCode:
+    """The reply's ``ER`` code; MALFORMED_FRAME if it carries no valid one."""
+    try:
+        return ErrorCode(reply.text(Tag.ER))
+    except ValueError as exc:  # CodecError included: it is a ValueError
+        raise CodecError(ErrorCode.MALFORMED_FRAME, "reply has no valid ER") from exc
+
+
+# --- decoding ----------------------------------------------------------------
+
+
+class NeedData(enum.Enum):
+    """The decoder's "give me more bytes" event (compare with ``is``)."""
+
+    NEED_DATA = "NEED_DATA"
+
+
+NEED_DATA: Final = NeedData.NEED_DATA
+
+
+@dataclass(frozen=True, slots=True)
+class FrameError:
+    """Bytes that did not form an acceptable frame.
+
+    ``command`` and ``correlation_id`` are filled in when they could be read
+    from the offending bytes, so the error reply can be matched by the client.
+    """
+
+    code: ErrorCode
+    message: str
+    correlation_id: str | None = None
+    command: str | None = None
+
+
+Event = Frame | FrameError | Literal[NeedData.NEED_DATA]
+
+
+class FrameDecoder:
+    """Incremental decoder: ``receive_data`` bytes, then ``next_event`` until
+    it returns NEED_DATA.
+
+    After garbage or a malformed frame it reports one FrameError and resumes at
+    the next ``[``. A frame longer than ``max_frame_bytes`` (brackets included)
+    is reported as FRAME_TOO_LARGE once its first ``max_frame_bytes`` have been
+    seen, and the rest is discarded as it arrives, through the closing ``]``,
+    without being buffered. ``[`` cannot occur inside a frame, so an opening
+    bracket also ends a discard: the oversized frame was simply unterminated.
+
+    Memory: once ``next_event`` has returned NEED_DATA, at most
+    ``max_frame_bytes`` stay buffered, however hostile the input.
+    """
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        if max_frame_bytes < len(b"[AOECHO;]"):
+            raise ValueError("max_frame_bytes is too small to hold any frame")
+        self._max = max_frame_bytes
+        self._buffer = bytearray()
+        self._scanned = 1  # bytes after the opening "[" known to hold no [ or ]
+        self._discarding = False  # inside an oversized frame
+        self._in_garbage = False  # a garbage run already reported
+
+    @property
+    def buffered_bytes(self) -> int:
+        """How many received bytes are held, waiting to complete a frame."""
+        return len(self._buffer)
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Append bytes read from the connection."""
+        self._buffer += data
+
+    def next_event(self) -> Event:
+        """The next Frame or FrameError, or NEED_DATA when more bytes are needed."""
+        while True:
+            if self._discarding:
+                if not self._discard():
+                    return NEED_DATA
+                continue
+            if not self._buffer:
+                return NEED_DATA
+            if self._buffer[0] != ord("["):
+                garbage = self._skip_garbage()
+                if garbage is not None:
+                    return garbage
+                continue
+            return self._frame_event()
+
+    def _discard(self) -> bool:
+        """Drop oversized-frame bytes; True once its end has been found."""
+        end = _find_bracket(self._buffer, 0, len(self._buffer))
+        if end < 0:
+            self._buffer.clear()
+            return False
+        closing = self._buffer[end] == ord("]")
+        del self._buffer[: end + 1 if closing else end]
+        self._discarding = False
+        return True
+
+    def _skip_garbage(self) -> FrameError | None:
+        """Drop bytes up to the next ``[``; report a non-blank run once."""
+        start = self._buffer.find(b"[")
+        stop = len(self._buffer) if start < 0 else start
+        junk = bytes(self._buffer[:stop]).strip(_INTERFRAME_WHITESPACE)
+        del self._buffer[:stop]
+
+        report = bool(junk) and not self._in_garbage
+        self._in_garbage = start < 0 and (self._in_garbage or bool(junk))
+        if not report:
+            return None
+        return FrameError(ErrorCode.MALFORMED_FRAME, "bytes outside a frame")
+
+    def _frame_event(self) -> Frame | FrameError | Literal[NeedData.NEED_DATA]:
+        # The buffer starts with "[": find the first "[" or "]" after it within
+        # the size limit, scanning only bytes not already scanned.
+        self._in_garbage = False
+        limit = min(len(self._buffer), self._max)
+        end = _find_bracket(self._buffer, self._scanned, limit)
+        if end < 0:
+            if len(self._buffer) >= self._max:
+                return self._oversized()
+            self._scanned = max(limit, 1)
+            return NEED_DATA
+
+        body = bytes(self._buffer[1:end])
+        self._scanned = 1
+        if self._buffer[end] == ord("["):
+            del self._buffer[:end]
+            return _error_from(
+                body,
+                ErrorCode.MALFORMED_FRAME,
+                "frame not closed before the next one opened",
+            )
+        del self._buffer[: end + 1]
+        return _parse_body(body)
+
+    def _oversized(self) -> FrameError:
+        head = bytes(self._buffer[1 : self._max])
+        del self._buffer[: self._max]
+        self._scanned = 1
+        self._discarding = True
+        return _error_from(
+            head,
+            ErrorCode.FRAME_TOO_LARGE,
+            f"frame longer than {self._max} bytes",
+        )
+
+
+def _find_bracket(buffer: bytearray, start: int, stop: int) -> int:
+    """Index of the first ``[`` or ``]`` in ``buffer[start:stop]``, or -1."""
+    opening = buffer.find(b"[", start, stop)
+    closing = buffer.find(b"]", start, stop)
+    if opening < 0:
+        return closing
+    if closing < 0:
+        return opening
+    return min(opening, closing)
+
+
+def _parse_body(body: bytes) -> Frame | FrameError:
+    """A Frame from the bytes between ``[`` and ``]``, or the reason it is not."""
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        return _malformed(body, "frame is not ASCII")
+
+    parts = text.split(";")
+    if parts[-1] != "":
+        return _malformed(body, "last field not terminated")
+    head = parts[0]
+    if not head.startswith(COMMAND_TAG):
+        return _error_from(
+            body, ErrorCode.MALFORMED_FRAME, "frame must start with AO and the command"
+        )
+    try:
+        return Frame(head[2:], tuple(_split_fields(parts[1:-1])))
+    except CodecError as exc:
+        return _error_from(body, exc.code, exc.message)
+
+
+def _split_fields(parts: Iterable[str]) -> Iterable[tuple[str, str]]:
+    for part in parts:
+        if len(part) < 2:
+            raise CodecError(ErrorCode.MALFORMED_FRAME, "field shorter than its tag")
+        yield part[:2], part[2:]
+
+
+def _malformed(raw: bytes, message: str) -> FrameError:
+    return _error_from(raw, ErrorCode.MALFORMED_FRAME, message)
+
+
+def _error_from(raw: bytes, code: ErrorCode, message: str) -> FrameError:
+    command = _RECOVER_COMMAND.match(raw)
+    correlation = _RECOVER_ID.search(raw)
+    return FrameError(
+        code,
+        message,
+        correlation_id=correlation.group(1).decode("ascii") if correlation else None,
+        command=command.group(1).decode("ascii") if command else None,
+    )

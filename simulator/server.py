@@ -1,0 +1,350 @@
+"""The host-protocol listener: mutual TLS over TCP, pipelined frames.
+
+Each accepted connection goes through, in order:
+
+1. the fault switches: with ``refuse_connections`` or ``outage`` on, it is
+   closed at once, before any TLS byte, as a host that drops connections;
+2. a TLS handshake (1.2 or newer) with a deadline, in which the client must
+   present a certificate issued by the configured client CA; any other
+   client is refused by the handshake itself;
+3. a read loop that feeds a FrameDecoder and starts one task per request, up to
+   ``max_in_flight`` at a time; a request over that bound is answered BUSY.
+   Replies are written as their requests finish, in any order, each carrying
+   its request's ID, which is what lets a client pipeline; a lock keeps two
+   replies from interleaving on the wire.
+
+Bytes that are not a valid frame get an error reply at once, from the read
+loop, so a confused client hears about it and the connection stays usable.
+A connection ends at EOF, at the idle timeout (no request in flight and nothing
+received for ``idle_timeout_s``), or when an outage is switched on.
+
+One log line per command on ``simulator.server``, as key=value pairs: peer,
+command, id, key, code, latency. Never a field value other than the ID and the
+key reference: no plaintext, AAD, ciphertext or key material.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+import ssl
+from dataclasses import dataclass, field
+
+import trio
+
+from simulator.config import ConfigError, HostSettings
+from simulator.faults import Faults
+from simulator.hostproto.codec import (
+    NEED_DATA,
+    Command,
+    ErrorCode,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    Tag,
+    encode_frame,
+    reply_error,
+    reply_to_frame_error,
+    result_code,
+)
+from simulator.hostproto.handlers import HandlerContext, handle
+from simulator.stats import Stats
+
+log = logging.getLogger(__name__)
+
+# One read's worth; a whole default-size frame fits. Chosen, not measured.
+_RECEIVE_BYTES = 65536
+# How often the outage switch is looked at. Faults is plain data the console
+# writes, with no way to wake a waiter, so the server polls; 50 ms is quick
+# enough for tests and costs nothing measurable.
+_OUTAGE_POLL_S = 0.05
+# How long a polite TLS close (close_notify) may take before the socket is
+# simply closed.
+_CLOSE_TIMEOUT_S = 1.0
+# TLS 1.2 suites: forward secret AEAD only. TLS 1.3 suites are all acceptable.
+_CONNECTION_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
+_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+# Commands counted under their own name in Stats; anything else is one bucket,
+# so a client cannot grow the table with invented names.
+_KNOWN_COMMANDS = frozenset(Command)
+_UNKNOWN_BUCKET = "(unknown)"
+_INVALID_BUCKET = "(invalid)"
+# A key reference is logged only if it looks like one (label or UUID alphabet).
+_LOGGABLE_KEY = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def server_tls_context(settings: HostSettings) -> ssl.SSLContext:
+    """TLS 1.2+ server context that requires a client certificate from the CA."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.set_ciphers(_TLS12_CIPHERS)
+    try:
+        context.load_cert_chain(settings.cert, settings.key)
+        context.load_verify_locations(cafile=settings.client_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"host TLS: cannot load cert {settings.cert}, key {settings.key} or "
+            f"client_ca {settings.client_ca}: {exc}"
+        ) from exc
+    return context
+
+
+async def serve_host_protocol(
+    settings: HostSettings,
+    handler_ctx: HandlerContext,
+    faults: Faults,
+    stats: Stats,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled; ``task_status.started`` gets the bound port."""
+    server = _HostServer(settings, handler_ctx, faults, stats)
+    await server.serve(task_status)
+
+
+@dataclass
+class _HostServer:
+    settings: HostSettings
+    handler_ctx: HandlerContext
+    faults: Faults
+    stats: Stats
+    tls: ssl.SSLContext = field(init=False)
+    connections: set[_Connection] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.tls = server_tls_context(self.settings)
+
+    async def serve(self, task_status: trio.TaskStatus[int]) -> None:
+        listeners = await trio.open_tcp_listeners(
+            self.settings.port, host=self.settings.listen
+        )
+        port: int = listeners[0].socket.getsockname()[1]
+        log.info(
+            "host protocol listening address=%s port=%d", self.settings.listen, port
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_outage)
+            await nursery.start(trio.serve_listeners, self._accept, listeners)
+            task_status.started(port)
+
+    async def _watch_outage(self) -> None:
+        while True:
+            await trio.sleep(_OUTAGE_POLL_S)
+            if self.faults.outage and self.connections:
+                log.warning(
+                    "outage: closing connections count=%d", len(self.connections)
+                )
+                for connection in list(self.connections):
+                    connection.close("outage")
+
+    async def _accept(self, tcp: trio.SocketStream) -> None:
+        peer = _peer_name(tcp)
+        if self.faults.refuse_connections or self.faults.outage:
+            log.info("connection refused peer=%s reason=fault", peer)
+            await trio.aclose_forcefully(tcp)
+            return
+        try:
+            stream = await self._handshake(tcp, peer)
+            if stream is not None:
+                await self._serve(stream, peer)
+        except Exception:
+            # The boundary of a connection: a bug ends this connection, never
+            # the listener. Cancellation is a BaseException and passes through.
+            log.exception("connection failed peer=%s", peer)
+        finally:
+            await trio.aclose_forcefully(tcp)
+
+    async def _handshake(
+        self, tcp: trio.SocketStream, peer: str
+    ) -> trio.SSLStream[trio.SocketStream] | None:
+        stream = trio.SSLStream(tcp, self.tls, server_side=True)
+        with trio.move_on_after(self.settings.handshake_timeout_s):
+            try:
+                await stream.do_handshake()
+            except trio.BrokenResourceError as exc:
+                log.info("tls handshake failed peer=%s error=%s", peer, exc.__cause__)
+                return None
+            return stream
+        log.info("tls handshake timed out peer=%s", peer)
+        return None
+
+    async def _serve(
+        self, stream: trio.SSLStream[trio.SocketStream], peer: str
+    ) -> None:
+        connection = _Connection(self, stream, peer)
+        self.connections.add(connection)
+        self.stats.connection_opened()
+        log.info("connection opened peer=%s client=%s", peer, _client_name(stream))
+        try:
+            await connection.run()
+        finally:
+            self.connections.discard(connection)
+            self.stats.connection_closed()
+            log.info("connection closed peer=%s reason=%s", peer, connection.reason)
+
+
+class _Connection:
+    """One client's TLS stream: the read loop and its request tasks."""
+
+    def __init__(
+        self, server: _HostServer, stream: trio.SSLStream[trio.SocketStream], peer: str
+    ) -> None:
+        self._server = server
+        self._stream = stream
+        self.peer = peer
+        self.reason = "eof"
+        self._decoder = FrameDecoder(server.settings.max_frame_bytes)
+        self._send_lock = trio.Lock()
+        self._in_flight = 0
+        self._scope = trio.CancelScope()
+
+    def close(self, reason: str) -> None:
+        """End the connection now, dropping requests in flight unanswered."""
+        self.reason = reason
+        self._scope.cancel()
+
+    async def run(self) -> None:
+        with self._scope:
+            self._refresh_idle_deadline()
+            async with trio.open_nursery() as nursery:
+                await self._read_loop(nursery)
+            await self._close_politely()
+        if self._scope.cancelled_caught and self.reason == "eof":
+            self.reason = "idle timeout"
+        if self._scope.cancelled_caught:
+            await trio.aclose_forcefully(self._stream)
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                data = await self._stream.receive_some(_RECEIVE_BYTES)
+            except _CONNECTION_GONE:
+                self.reason = "connection lost"
+                return
+            if not data:
+                return
+            self._decoder.receive_data(data)
+            await self._dispatch(nursery)
+            self._refresh_idle_deadline()
+
+    async def _dispatch(self, nursery: trio.Nursery) -> None:
+        while (event := self._decoder.next_event()) is not NEED_DATA:
+            if isinstance(event, FrameError):
+                await self._reply_now(event, reply_to_frame_error(event))
+            elif self._in_flight >= self._server.settings.max_in_flight:
+                busy = reply_error(event, ErrorCode.BUSY, "too many requests in flight")
+                await self._reply_now(event, busy)
+            else:
+                self._in_flight += 1
+                nursery.start_soon(self._run_request, event)
+
+    async def _run_request(self, request: Frame) -> None:
+        started = trio.current_time()
+        try:
+            reply, fault = await self._answer(request)
+            dropped = self._server.faults.drop_reply()
+            self._record(request, reply, trio.current_time() - started, fault, dropped)
+            if not dropped:
+                await self._send(reply)
+        finally:
+            self._in_flight -= 1
+            self._refresh_idle_deadline()
+
+    async def _answer(self, request: Frame) -> tuple[Frame, str]:
+        faults = self._server.faults
+        if faults.latency_ms:
+            await trio.sleep(faults.latency_ms / 1000)
+        if faults.outage:
+            # The watcher may not have seen it yet; do not answer regardless.
+            self.close("outage")
+            await trio.lowlevel.checkpoint()
+        if faults.inject_error():
+            return reply_error(
+                request, ErrorCode.INJECTED_FAULT, "injected fault"
+            ), "error"
+        return handle(request, self._server.handler_ctx), "none"
+
+    async def _reply_now(self, request: Frame | FrameError, reply: Frame) -> None:
+        self._record(request, reply, 0.0, "none", dropped=False)
+        await self._send(reply)
+
+    async def _send(self, reply: Frame) -> None:
+        try:
+            async with self._send_lock:
+                await self._stream.send_all(encode_frame(reply))
+        except _CONNECTION_GONE:
+            self.close("connection lost")
+
+    def _refresh_idle_deadline(self) -> None:
+        # A connection with a request in flight is busy, not idle.
+        idle = self._server.settings.idle_timeout_s
+        busy = self._in_flight > 0
+        self._scope.deadline = math.inf if busy else trio.current_time() + idle
+
+    async def _close_politely(self) -> None:
+        with trio.move_on_after(_CLOSE_TIMEOUT_S):
+            with contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError
+            ):
+                await self._stream.aclose()
+
+    def _record(
+        self,
+        request: Frame | FrameError,
+        reply: Frame,
+        seconds: float,
+        fault: str,
+        dropped: bool,
+    ) -> None:
+        code = result_code(reply)
+        command = _stats_bucket(request)
+        self._server.stats.record(command, code, seconds)
+        log.info(
+            "command peer=%s command=%s id=%s key=%s code=%s result=%s "
+            "latency_ms=%.1f fault=%s dropped=%s",
+            self.peer,
+            reply.command,
+            request.correlation_id or "-",
+            _key_reference(request),
+            code.value,
+            code.name,
+            seconds * 1000,
+            fault,
+            "yes" if dropped else "no",
+        )
+
+
+def _stats_bucket(request: Frame | FrameError) -> str:
+    if isinstance(request, FrameError):
+        return _INVALID_BUCKET
+    return request.command if request.command in _KNOWN_COMMANDS else _UNKNOWN_BUCKET
+
+
+def _key_reference(request: Frame | FrameError) -> str:
+    if isinstance(request, FrameError):
+        return "-"
+    value = request.get(Tag.KL) or request.get(Tag.KU)
+    if value is None:
+        return "-"
+    return value if _LOGGABLE_KEY.fullmatch(value) else "(invalid)"
+
+
+def _peer_name(tcp: trio.SocketStream) -> str:
+    try:
+        host, port = tcp.socket.getpeername()[:2]
+    except OSError:
+        return "unknown"
+    return f"{host}:{port}"
+
+
+def _client_name(stream: trio.SSLStream[trio.SocketStream]) -> str:
+    """The client certificate's common name, for the connection log line."""
+    certificate = stream.getpeercert()
+    for entry in (certificate or {}).get("subject", ()):
+        for name, value in entry:
+            if name == "commonName":
+                return str(value)
+    return "-"
