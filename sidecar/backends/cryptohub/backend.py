@@ -1,0 +1,166 @@
+"""The KeyManager that speaks the host protocol to CryptoHub nodes.
+
+Each call is one host-protocol request (``describe_key`` usually none, see
+``cache.py``), bounded by ``request_timeout_s``: KMS gives the whole XKS
+request 250 ms (spec, GetHealthStatus, KMS Considerations), and the default
+150 ms leaves the rest for TLS, HTTP and our own work. Past the deadline the
+caller gets DependencyTimeoutException; the connection stays in use, and the
+reply, if it ever comes, is discarded by its ID.
+
+Failover, kept simple on purpose: a request goes to the first node, in the
+configured order, that is not marked down. If that node cannot carry it
+(connect failure, or the connection ended before the reply), the node is
+marked down (``node.py``) and the request is tried once more, on the next
+node not marked down, within what is left of the same deadline. Retrying is
+safe for every command here: KINF and GCDE have no effects, and a GCEN whose
+reply was lost only costs an extra encryption the caller never sees. A reply
+with an error code is an answer, never retried; it is mapped to an XKS error
+(``errors.py``). With every node down, the call fails at once with
+InternalException rather than waiting out its deadline.
+
+Library and protocol errors become XKS errors here, at the boundary, with
+``raise ... from``; no message carries key material, plaintext or AAD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Final, TypeVar
+
+import trio
+
+from sidecar.backends.base import GcmResult, KeyDescription
+from sidecar.backends.cryptohub.cache import DescribeCache
+from sidecar.backends.cryptohub.connection import Reply
+from sidecar.backends.cryptohub.errors import NodeFailure, raise_for_result
+from sidecar.backends.cryptohub.health import NodeStatus, probe_nodes
+from sidecar.backends.cryptohub.node import Node
+from sidecar.backends.cryptohub.protocol import (
+    IV_BYTES,
+    TAG_BYTES,
+    Fields,
+    decrypt_fields,
+    encrypt_fields,
+    key_info_fields,
+    parse_decryption,
+    parse_encryption,
+    parse_key_info,
+)
+from sidecar.backends.cryptohub.settings import CryptoHubSettings
+from sidecar.xks.errors import (
+    DependencyTimeoutException,
+    InternalException,
+    InvalidCiphertextException,
+)
+from simulator.hostproto.codec import CodecError, Command, Frame
+
+T = TypeVar("T")
+
+# The first node, and one more (spec of this backend: "retry once").
+_ATTEMPTS: Final = 2
+
+
+class CryptoHubBackend:
+    """A ``KeyManager`` over one or more CryptoHub nodes.
+
+    Background tasks (connection readers and writers, connection opening) run
+    in ``nursery``; ``aclose`` ends them. ``open_cryptohub_backend`` pairs
+    the two for callers without a nursery of their own.
+    """
+
+    def __init__(self, settings: CryptoHubSettings, nursery: trio.Nursery) -> None:
+        self._settings = settings
+        self._nodes = tuple(Node(node, settings, nursery) for node in settings.nodes)
+        self._descriptions = DescribeCache(settings.describe_cache_ttl_s)
+        self._timeout = settings.request_timeout_s
+        self._closed = False
+
+    async def describe_key(self, key_id: str) -> KeyDescription:
+        return await self._descriptions.get(key_id, self._describe_uncached)
+
+    async def _describe_uncached(self, key_id: str) -> KeyDescription:
+        fields = key_info_fields(key_id)
+        return await self._call(Command.KINF, fields, parse_key_info)
+
+    async def encrypt(self, key_id: str, plaintext: bytes, hsm_aad: bytes) -> GcmResult:
+        fields = encrypt_fields(key_id, plaintext, hsm_aad)
+        return await self._call(Command.GCEN, fields, parse_encryption)
+
+    async def decrypt(
+        self,
+        key_id: str,
+        key_version: int,
+        iv: bytes,
+        ciphertext: bytes,
+        tag: bytes,
+        hsm_aad: bytes,
+    ) -> bytes:
+        # XKS allows 16-byte IVs in a Decrypt request; the node only ever made
+        # 12-byte ones, so anything else cannot be ours (base.py's table).
+        if len(iv) != IV_BYTES or len(tag) != TAG_BYTES:
+            raise InvalidCiphertextException(reason="IV or tag of the wrong length")
+        fields = decrypt_fields(key_id, key_version, iv, ciphertext, tag, hsm_aad)
+        return await self._call(Command.GCDE, fields, parse_decryption)
+
+    async def probe(self, health_key_id: str) -> list[NodeStatus]:
+        """Deep-check every node with the health key (see ``health.py``)."""
+        timeout, slow = self._settings.health_timeout_s, self._settings.health_slow_s
+        return await probe_nodes(self._nodes, health_key_id, timeout, slow)
+
+    def in_flight(self) -> int:
+        """Requests sent and awaiting a reply, over all nodes (for metrics)."""
+        return sum(node.in_flight for node in self._nodes)
+
+    async def aclose(self) -> None:
+        """End every connection; calls after this raise InternalException."""
+        self._closed = True
+        for node in self._nodes:
+            node.close()
+        await trio.lowlevel.checkpoint()
+
+    async def _call(
+        self, command: str, fields: Fields, parse: Callable[[Frame], T]
+    ) -> T:
+        if self._closed:
+            raise InternalException(reason="the CryptoHub backend is closed")
+        with trio.move_on_after(self._timeout):
+            try:
+                return parse(raise_for_result(await self._exchange(command, fields)))
+            except CodecError as exc:
+                raise InternalException(
+                    reason=f"CryptoHub {command}: {exc.message}"
+                ) from exc
+        raise DependencyTimeoutException(
+            reason=f"CryptoHub {command}: no reply within {self._timeout * 1000:g} ms"
+        )
+
+    async def _exchange(self, command: str, fields: Fields) -> Reply:
+        """The reply from the first node able to carry the request."""
+        failure: NodeFailure | None = None
+        attempts = 0
+        for node in self._nodes:
+            if node.is_down(trio.current_time()):
+                continue
+            try:
+                return await node.request(command, fields)
+            except NodeFailure as exc:
+                failure = exc
+                attempts += 1
+                if attempts == _ATTEMPTS:
+                    break
+        reason = str(failure) if failure else "every CryptoHub node is marked down"
+        raise InternalException(reason=f"CryptoHub {command}: {reason}") from failure
+
+
+@asynccontextmanager
+async def open_cryptohub_backend(
+    settings: CryptoHubSettings,
+) -> AsyncIterator[CryptoHubBackend]:
+    """A backend with its own nursery, closed when the block ends."""
+    async with trio.open_nursery() as nursery:
+        backend = CryptoHubBackend(settings, nursery)
+        try:
+            yield backend
+        finally:
+            await backend.aclose()

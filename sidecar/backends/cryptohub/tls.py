@@ -1,0 +1,59 @@
+"""The client side of the mutual-TLS link to a CryptoHub node.
+
+One ``ssl.SSLContext`` per node, built once at start-up: TLS 1.2 or newer,
+forward-secret AEAD suites only for 1.2 (any 1.3 suite is acceptable), the
+node's certificate verified against that node's configured CA alone (no
+system trust store) and checked against its TLS server name, and the
+sidecar's client certificate presented, since the node requires one.
+
+The stdlib ``ssl`` module through ``trio.SSLStream`` is enough here: the
+sidecar is the client, and the client needs no per-connection verification
+callback beyond what ``check_hostname`` already does.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import trio
+
+from sidecar.backends.cryptohub.settings import CryptoHubConfigError, NodeSettings
+
+_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+def client_tls_context(node: NodeSettings) -> ssl.SSLContext:
+    """The context for ``node``; CryptoHubConfigError if a file is unusable."""
+    try:
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=node.server_ca
+        )
+        context.load_cert_chain(node.client_cert, node.client_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise CryptoHubConfigError(
+            f"node {node.name}: cannot load server_ca {node.server_ca}, "
+            f"client_cert {node.client_cert} or client_key {node.client_key}: {exc}"
+        ) from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(_TLS12_CIPHERS)
+    return context
+
+
+async def connect_tls(
+    node: NodeSettings, context: ssl.SSLContext
+) -> trio.SSLStream[trio.SocketStream]:
+    """A TCP connection to ``node`` with the TLS handshake done.
+
+    Raises OSError (TCP) or trio.BrokenResourceError (TLS); the caller bounds
+    the time. With TLS 1.3 the node checks our certificate after our side of
+    the handshake has finished, so a refused client certificate shows up on
+    the first read, as a lost connection, not here.
+    """
+    tcp = await trio.open_tcp_stream(node.host, node.port)
+    stream = trio.SSLStream(tcp, context, server_hostname=node.tls_server_name)
+    try:
+        await stream.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(tcp)
+        raise
+    return stream
