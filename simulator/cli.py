@@ -1,6 +1,6 @@
 """``cryptohub-sim``: run the simulator, or create its master key.
 
-    cryptohub-sim serve --config fixtures/dev/simulator.toml
+    cryptohub-sim serve --config fixtures/dev/simulator.toml [--ready-file PATH]
     cryptohub-sim init-master-key var/simulator/master.key
 
 Logs go to stderr, one line per event. SIGINT and SIGTERM stop the simulator
@@ -13,7 +13,9 @@ taken from arguments, so no key can leak through the process list.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import trio
 
-from simulator.app import run_simulator
+from simulator.app import BoundPorts, run_simulator
 from simulator.config import ConfigError, SimulatorConfig, load_config
 from simulator.console import ConsoleSetupError
 from simulator.errors import SimulatorError
@@ -40,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.log_level)
     try:
         if args.command == "serve":
-            return _serve(args.config)
+            return _serve(args.config, args.ready_file)
         return _init_master_key(args.path)
     except BaseException as exc:
         problems = list(_leaves(exc))
@@ -65,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the host protocol and console")
     serve.add_argument("--config", type=Path, required=True, help="simulator.toml")
+    serve.add_argument(
+        "--ready-file",
+        type=Path,
+        help='once listening, write {"ports": {"host": N, "console": N}} here',
+    )
     init = commands.add_parser(
         "init-master-key", help="write a new random master key file (mode 0600)"
     )
@@ -83,22 +90,37 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
-def _serve(config_path: Path) -> int:
+def _serve(config_path: Path, ready_file: Path | None) -> int:
     config = load_config(config_path)
-    trio.run(_serve_until_signalled, config)
+    trio.run(_serve_until_signalled, config, ready_file)
     return 0
 
 
-async def _serve_until_signalled(config: SimulatorConfig) -> None:
+async def _serve_until_signalled(
+    config: SimulatorConfig, ready_file: Path | None
+) -> None:
     # The receiver is installed before anything starts, so a signal during
     # start-up also stops cleanly instead of raising KeyboardInterrupt.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(run_simulator, config)
+            ports = await nursery.start(run_simulator, config)
+            if ready_file is not None:
+                await trio.to_thread.run_sync(_write_ready_file, ready_file, ports)
             async for signum in signals:
                 log.info("stopping signal=%s", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
+
+
+def _write_ready_file(path: Path, ports: BoundPorts) -> None:
+    """Tell a supervisor (or a test) where we listen, now that we do.
+
+    Written under another name and renamed, so a reader never sees half.
+    """
+    document = {"ports": {"host": ports.host_port, "console": ports.console_port}}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(document) + "\n")
+    temporary.replace(path)
 
 
 def _init_master_key(path: Path) -> int:

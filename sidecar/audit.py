@@ -1,0 +1,173 @@
+"""One structured log line per XKS request, and the JSON-lines log format.
+
+Spec, "Logging": request metadata SHOULD be logged (``kmsRequestId`` above
+all, to correlate with CloudTrail), with the processing time, whether the
+request succeeded and the error if not; for an AccessDenied the policy
+statement responsible; the identifier of the HSM that served the request MAY
+be logged. Plaintext MUST NOT be.
+
+So every request the handler answers leaves exactly one record on the logger
+``sidecar.audit``, built from a fixed list of fields (``AuditRecord``). The
+record never holds the body, the headers or any value derived from the
+plaintext, AAD, ciphertext, key material, secrets or the Authorization
+header: what is not collected cannot leak, whatever a later edit logs.
+
+Fields (absent ones are left out of the line)::
+
+    kmsRequestId kmsOperation awsPrincipalArn kmsKeyArn kmsViaService
+    awsSourceVpc awsSourceVpce     requestMetadata, spelled as in the spec
+    keystore                       the keystore the URI path selected
+    operation                      health | metadata | encrypt | decrypt
+    external_key_id                from the URI
+    outcome                        "ok", or the errorName answered
+    status                         HTTP status answered
+    latency_ms                     handler time, request parsed to response built
+    hsm_node                       the CryptoHub node that served it, if known
+    access_key_id                  the SigV4 access key id that verified
+    tls_client_cn                  the mTLS client certificate's CN
+    peer                           client address
+    reason                         why it failed (SigV4 cause, deciding policy
+                                   rule, backend detail); never sent to the caller
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextvars import ContextVar, Token
+from typing import Final
+
+AUDIT_LOGGER_NAME: Final = "sidecar.audit"
+audit_log = logging.getLogger(AUDIT_LOGGER_NAME)
+
+# The record of the request the current Trio task is handling, so a backend
+# deep in the call can say which HSM node served it without the service
+# layer passing it up (see ``note_hsm_node``).
+_current: ContextVar[AuditRecord | None] = ContextVar("sidecar_audit", default=None)
+
+
+class AuditRecord:
+    """What one request did, filled in step by step along the pipeline."""
+
+    __slots__ = (
+        "access_key_id",
+        "external_key_id",
+        "hsm_node",
+        "keystore",
+        "metadata",
+        "operation",
+        "peer",
+        "reason",
+        "tls_client_cn",
+    )
+
+    def __init__(self, peer: str | None, tls_client_cn: str | None) -> None:
+        self.peer = peer
+        self.tls_client_cn = tls_client_cn
+        self.keystore: str | None = None
+        self.operation: str | None = None
+        self.external_key_id: str | None = None
+        self.access_key_id: str | None = None
+        # requestMetadata as (spec name, value) pairs, set once parsed.
+        self.metadata: tuple[tuple[str, str | None], ...] = ()
+        self.hsm_node: str | None = None
+        self.reason: str | None = None
+
+    def fields(self, outcome: str, status: int, latency_ms: float) -> dict[str, object]:
+        """The log line's fields, the absent ones left out."""
+        line: dict[str, object] = {
+            name: value for name, value in self.metadata if value
+        }
+        for name in _FIELD_ORDER:
+            value = getattr(self, name)
+            if value is not None:
+                line[name] = value
+        line["outcome"] = outcome
+        line["status"] = status
+        line["latency_ms"] = round(latency_ms, 3)
+        return line
+
+
+AuditToken = Token["AuditRecord | None"]
+
+
+_FIELD_ORDER = (
+    "keystore",
+    "operation",
+    "external_key_id",
+    "access_key_id",
+    "tls_client_cn",
+    "peer",
+    "hsm_node",
+    "reason",
+)
+
+
+def begin(record: AuditRecord) -> AuditToken:
+    """Make ``record`` the current task's; returns a token for ``end``."""
+    return _current.set(record)
+
+
+def end(token: AuditToken) -> None:
+    _current.reset(token)
+
+
+def note_hsm_node(node: str) -> None:
+    """Record which HSM node serves the current request (backends call this)."""
+    record = _current.get()
+    if record is not None:
+        record.hsm_node = node
+
+
+def emit(record: AuditRecord, outcome: str, status: int, latency_ms: float) -> None:
+    """Write the request's one line (at INFO, so the level can silence it)."""
+    if audit_log.isEnabledFor(logging.INFO):
+        fields = record.fields(outcome, status, latency_ms)
+        audit_log.info("xks request", extra={"audit": fields})
+
+
+# -- the log format ------------------------------------------------------------
+
+
+class JsonLineFormatter(logging.Formatter):
+    """Every log record as one line of JSON: time, level, logger, message.
+
+    An audit record's fields are merged into the top level of its line, so a
+    log pipeline can index ``kmsRequestId`` directly. A traceback, if any,
+    goes into ``exc`` on the same line: one event, one line.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": _utc_timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        audit = getattr(record, "audit", None)
+        if isinstance(audit, dict):
+            line.update(audit)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, separators=(",", ":"), default=str)
+
+
+class TextLineFormatter(logging.Formatter):
+    """Human-readable lines for development; audit fields as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        audit = getattr(record, "audit", None)
+        if isinstance(audit, dict):
+            pairs = " ".join(f"{key}={value}" for key, value in audit.items())
+            text = f"{text} {pairs}"
+        return text
+
+
+def _utc_timestamp(created: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
