@@ -57,7 +57,12 @@ class TlsStream(trio.abc.Stream):
 
         On failure the alert OpenSSL produced has already been sent.
         """
-        await self._guarded(self._conn.do_handshake, flush=True)
+        try:
+            await self._guarded(self._conn.do_handshake, flush=True)
+        except SSL.ZeroReturnError as exc:
+            # The peer closed before finishing the handshake: a load-balancer
+            # TCP probe or a port scan, not an error of ours.
+            raise trio.BrokenResourceError("peer closed during the handshake") from exc
         self._handshake_done = True
 
     def tls_info(self) -> TlsInfo:

@@ -185,3 +185,22 @@ async def test_without_reuse_port_a_second_bind_fails(
 
     with pytest.raises(OSError, match="in use"):
         await start_dataplane(nursery, pki, port=first.ports[0])
+
+
+async def test_tcp_probe_closing_before_the_handshake_is_logged_quietly(
+    pki: Pki, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load balancer's TCP check connects and closes: no error, no traceback."""
+    running = await start_dataplane(nursery, pki)
+    port = running.ports[0]
+
+    probe = await trio.open_tcp_stream("127.0.0.1", port)
+    await probe.aclose()
+    await trio.sleep(0.2)  # let the listener notice the EOF and log it
+
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    stream = await open_tls(port, client_context(pki))
+    await stream.send_all(raw_request("/after-probe"))
+    replies = await ReplyReader().read(stream, 1)
+    await stream.aclose()
+    assert [reply.status for reply in replies] == [200]
