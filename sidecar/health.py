@@ -33,7 +33,7 @@ from typing import Protocol
 
 import trio
 
-from sidecar.backends.cryptohub.health import NodeState, NodeStatus
+from sidecar.backends.base import NodeState, NodeStatus
 from sidecar.config import HealthSettings
 from sidecar.xks.responses import EkmNode, HealthStatusResponse
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from sidecar.backends.base import KeyManager
 
 if TYPE_CHECKING:
-    from sidecar.backends.cryptohub import NodeStatus
+    from sidecar.backends.base import NodeStatus
 
 
 class Backend(KeyManager, Protocol):

@@ -22,6 +22,7 @@ HSM each time; the HSM still enforces state and usage on the operation itself.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -71,3 +72,24 @@ class KeyManager(Protocol):
     ) -> bytes:
         """AES-256-GCM decryption under ``key_version``; opaque on failure."""
         ...
+
+
+class NodeState(enum.StrEnum):
+    """The spec's ekmFleetDetails.healthStatus values."""
+
+    ACTIVE = "ACTIVE"
+    DEGRADED = "DEGRADED"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """One node's probe result."""
+
+    name: str  # the configured node name
+    state: NodeState
+    node_id: str | None  # NODE's NI; None when NODE was not answered
+    model: str | None  # NODE's MD
+    version: str | None  # NODE's VR
+    latency_s: float  # the whole probe, or until it failed or timed out
+    detail: str  # why the node is not ACTIVE; "" when it is

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import trio
 
-from sidecar.backends.cryptohub import NodeState
+from sidecar.backends.base import NodeState
 from simulator.keystore import KeyState, KeyStore
 from simulator.seed import HEALTH_KEY_LABEL
 from tests.backends.conftest import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.backends.cryptohub import NodeState
+from sidecar.backends.base import NodeState
 from sidecar.backends.pkcs11 import IvSource, Pkcs11Backend, open_pkcs11_backend
 from sidecar.xks.envelope import encode_metadata, hsm_aad
 from sidecar.xks.errors import InternalException

@@ -13,8 +13,7 @@ import pytest
 import trio
 
 from sidecar.app import RunningSidecar, run_sidecar
-from sidecar.backends.base import GcmResult
-from sidecar.backends.cryptohub import NodeState, NodeStatus
+from sidecar.backends.base import GcmResult, NodeState, NodeStatus
 from sidecar.config import load_config
 from tests.sidecar_app.conftest import ConfigFile, FakeKeyManager, sign
 

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from sidecar.backends.cryptohub import NodeState, NodeStatus
+from sidecar.backends.base import NodeState, NodeStatus
 from sidecar.config import HealthSettings
 from sidecar.health import HealthMonitor
 

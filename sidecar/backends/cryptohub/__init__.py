@@ -9,14 +9,14 @@ Modules, each with one job:
     connection  one pipelined connection: writer, reader, waiters by ID
     node        a node's connection pool and its down/up state
     cache       describe_key's short-lived, single-flight cache
-    health      the deep probe of each node: NodeState, NodeStatus
+    health      the deep probe of each node
     backend     CryptoHubBackend: routing, failover, deadlines
 
 docs/backend-cryptohub.md is the prose version.
 """
 
+from sidecar.backends.base import NodeState, NodeStatus
 from sidecar.backends.cryptohub.backend import CryptoHubBackend, open_cryptohub_backend
-from sidecar.backends.cryptohub.health import NodeState, NodeStatus
 from sidecar.backends.cryptohub.settings import (
     CryptoHubConfigError,
     CryptoHubSettings,

@@ -30,11 +30,10 @@ from typing import Final, TypeVar
 
 import trio
 
-from sidecar.backends.base import GcmResult, KeyDescription
-from sidecar.backends.cryptohub.cache import DescribeCache
+from sidecar.backends.base import GcmResult, KeyDescription, NodeStatus
 from sidecar.backends.cryptohub.connection import Reply
 from sidecar.backends.cryptohub.errors import NodeFailure, raise_for_result
-from sidecar.backends.cryptohub.health import NodeStatus, probe_nodes
+from sidecar.backends.cryptohub.health import probe_nodes
 from sidecar.backends.cryptohub.node import Node
 from sidecar.backends.cryptohub.protocol import (
     IV_BYTES,
@@ -48,6 +47,7 @@ from sidecar.backends.cryptohub.protocol import (
     parse_key_info,
 )
 from sidecar.backends.cryptohub.settings import CryptoHubSettings
+from sidecar.backends.describe_cache import DescribeCache
 from sidecar.xks.errors import (
     DependencyTimeoutException,
     InternalException,

@@ -28,13 +28,12 @@ Considerations).
 
 from __future__ import annotations
 
-import enum
 import hmac
-from dataclasses import dataclass
 from typing import Final
 
 import trio
 
+from sidecar.backends.base import NodeState, NodeStatus
 from sidecar.backends.cryptohub.errors import NodeFailure, raise_for_result
 from sidecar.backends.cryptohub.node import Node
 from sidecar.backends.cryptohub.protocol import (
@@ -52,27 +51,6 @@ from simulator.hostproto.codec import CodecError, Command, Frame
 # Fixed and harmless: the probe proves the round trip, not any secret.
 _TEST_PLAINTEXT: Final = b"CryptoHub XKS sidecar health check"
 _TEST_AAD: Final = b"xks-health"
-
-
-class NodeState(enum.StrEnum):
-    """The spec's ekmFleetDetails.healthStatus values."""
-
-    ACTIVE = "ACTIVE"
-    DEGRADED = "DEGRADED"
-    UNAVAILABLE = "UNAVAILABLE"
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStatus:
-    """One node's probe result."""
-
-    name: str  # the configured node name
-    state: NodeState
-    node_id: str | None  # NODE's NI; None when NODE was not answered
-    model: str | None  # NODE's MD
-    version: str | None  # NODE's VR
-    latency_s: float  # the whole probe, or until it failed or timed out
-    detail: str  # why the node is not ACTIVE; "" when it is
 
 
 class _Probe:

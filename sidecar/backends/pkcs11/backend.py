@@ -16,7 +16,7 @@ slot until the HSM answers. The thread skips its retry once the deadline
 has passed.
 
 describe_key answers from the CryptoHub backend's short-lived single-flight
-cache (``cryptohub/cache.py`` says why); Encrypt uses the current version
+cache (``describe_cache.py`` says why); Encrypt uses the current version
 found there, so a rotation reaches new encryptions within the cache's TTL,
 while a disabled key is refused at once (``operations.py`` checks the
 version's dates on every operation).
@@ -35,13 +35,13 @@ from typing import Final, TypeVar
 
 import trio
 
-from sidecar.backends.base import GcmResult, KeyDescription
-from sidecar.backends.cryptohub.cache import DescribeCache
+from sidecar.backends.base import GcmResult, KeyDescription, NodeStatus
+from sidecar.backends.describe_cache import DescribeCache
 from sidecar.backends.pkcs11 import operations
 from sidecar.backends.pkcs11.attributes import attribute_mapper
 from sidecar.backends.pkcs11.errors import Pkcs11Failure, xks_error
 from sidecar.backends.pkcs11.gcm import IV_BYTES, TAG_BYTES
-from sidecar.backends.pkcs11.health import NodeStatus, ProbeRecord, run_probe
+from sidecar.backends.pkcs11.health import ProbeRecord, run_probe
 from sidecar.backends.pkcs11.labels import FIRST_VERSION, check_external_key_id
 from sidecar.backends.pkcs11.module import (
     LoadedModule,

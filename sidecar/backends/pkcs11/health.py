@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.backends.cryptohub.health import NodeState, NodeStatus
+from sidecar.backends.base import NodeState, NodeStatus
 from sidecar.backends.pkcs11 import operations
 from sidecar.backends.pkcs11.operations import KeyLookup
 from sidecar.backends.pkcs11.pool import Lease

@@ -63,7 +63,7 @@ class Pkcs11Settings:
     # Checked to exist at start-up, so a missing test key is reported before
     # the first health check fails on it.
     health_key_id: str = "xks-health-check"
-    # describe_key answers from a cache this fresh (cryptohub/cache.py says
+    # describe_key answers from a cache this fresh (backends/describe_cache.py says
     # why); it also bounds how long a rotation takes to reach Encrypt.
     describe_cache_ttl_s: float = 1.0
     # The deep health probe: its bound, and above what it counts as DEGRADED
