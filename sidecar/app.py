@@ -2,8 +2,11 @@
 
 ``run_sidecar`` opens every configured backend, starts one health monitor per
 backend (its first deep check done before anything listens, so the first
-GetHealthStatus already has a result), builds the request handler and serves
-the data plane, all in one nursery.
+GetHealthStatus already has a result), builds the request handler with its
+overload protection (``throttle``) and serves the data plane, all in one
+nursery. As one of several worker processes (``sidecar.workers``) it is
+given a ``HealthShare``: the worker that probes publishes each result
+through it, the others follow the results it delivers.
 
 Shutdown (``RunningSidecar.request_shutdown``, which the CLI calls on SIGTERM
 or SIGINT) goes in dependency order: the data plane stops accepting and lets
@@ -14,10 +17,13 @@ monitors stop; then the backends close their HSM connections. Cancelling
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
@@ -30,9 +36,28 @@ from sidecar.dataplane import (
 )
 from sidecar.handler import Keystore, XksHandler
 from sidecar.health import HealthMonitor
+from sidecar.throttle import Quota, Throttle
+from sidecar.xks.responses import EkmNode
 from sidecar.xks.sigv4 import SigV4Verifier
 
 log = logging.getLogger("sidecar")
+
+
+class HealthShare(Protocol):
+    """How a worker process shares the deep health check with its siblings."""
+
+    @property
+    def probes(self) -> bool:
+        """Whether this process runs the deep check (else it follows)."""
+        ...
+
+    def publish(self, backend: str, nodes: Sequence[EkmNode]) -> None:
+        """Pass one fresh result of ``backend``'s probe on to the others."""
+        ...
+
+    def attach(self, monitors: Mapping[str, HealthMonitor]) -> None:
+        """From now on, deliver results from the others to these monitors."""
+        ...
 
 
 @dataclass(eq=False)
@@ -59,6 +84,7 @@ class RunningSidecar:
 async def run_sidecar(
     config: SidecarConfig,
     *,
+    health_share: HealthShare | None = None,
     task_status: trio.TaskStatus[RunningSidecar] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until shut down; ``task_status.started`` gets the bound ports."""
@@ -69,10 +95,13 @@ async def run_sidecar(
             opened = open_backend(backend.kind, backend.settings)
             backends[name] = await backends_open.enter_async_context(opened)
         async with trio.open_nursery() as nursery:
-            monitors = await _start_monitors(config, backends, nursery)
+            monitors = await _start_monitors(config, backends, nursery, health_share)
             handler = XksHandler(
-                _keystore(k, backends[k.backend], monitors[k.backend])
-                for k in config.keystores
+                (
+                    _keystore(k, backends[k.backend], monitors[k.backend])
+                    for k in config.keystores
+                ),
+                throttle=_throttle(config),
             )
             dataplane: RunningDataplane = await nursery.start(
                 _serve_then_stop, config.server.dataplane, handler, nursery.cancel_scope
@@ -91,15 +120,37 @@ async def run_sidecar(
 
 
 async def _start_monitors(
-    config: SidecarConfig, backends: Mapping[str, Backend], nursery: trio.Nursery
+    config: SidecarConfig,
+    backends: Mapping[str, Backend],
+    nursery: trio.Nursery,
+    share: HealthShare | None,
 ) -> dict[str, HealthMonitor]:
+    probes = share is None or share.probes
     monitors = {}
     for name, backend in backends.items():
         nodes = config.backends[name].node_names
-        monitor = HealthMonitor(name, backend, nodes, config.health)
-        await nursery.start(monitor.run)
-        monitors[name] = monitor
+        publish = functools.partial(share.publish, name) if share and probes else None
+        monitors[name] = HealthMonitor(
+            name, backend, nodes, config.health, on_result=publish
+        )
+    if share is not None:
+        share.attach(monitors)
+    for monitor in monitors.values():
+        await nursery.start(monitor.run if probes else monitor.follow)
     return monitors
+
+
+def _throttle(config: SidecarConfig) -> Throttle:
+    """This process's limiter; each worker gets its share of the quotas."""
+    quotas: dict[str, Quota] = {
+        k.name: k.quota for k in config.keystores if k.quota is not None
+    }
+    return Throttle(
+        max_in_flight=config.server.max_in_flight,
+        quotas=quotas,
+        workers=config.server.workers,
+        now=time.monotonic(),
+    )
 
 
 async def _serve_then_stop(

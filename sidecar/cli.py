@@ -8,7 +8,9 @@
 
 Logs go to stderr, one JSON object per line (``[logging] format``). SIGTERM or
 SIGINT shuts down gracefully (stop accepting, finish requests in flight,
-close the HSM connections); a second signal stops at once. A configuration,
+close the HSM connections); a second signal stops at once. With ``[server]
+workers`` above 1, ``serve`` supervises that many worker processes sharing
+the ports (``sidecar.workers``) and passes the signals on to them. A configuration,
 certificate or port problem ends the start with one line naming it and exit
 status 1. Secrets are never taken from arguments, so none can leak through
 the process list.
@@ -19,28 +21,34 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
-from sidecar.app import RunningSidecar, run_sidecar
-from sidecar.audit import AUDIT_LOGGER_NAME, JsonLineFormatter, TextLineFormatter
-from sidecar.backends.cryptohub.settings import CryptoHubConfigError
+from sidecar.app import RunningSidecar
+from sidecar.backends.cryptohub.settings import CryptoHubSettings
 from sidecar.backends.cryptohub.tls import client_tls_context
-from sidecar.config import ConfigError, LoggingSettings, SidecarConfig, load_config
+from sidecar.config import (
+    ConfigError,
+    KeystoreSettings,
+    LoggingSettings,
+    SidecarConfig,
+    load_config,
+)
 from sidecar.config_server import endpoint_from_certificate
-from sidecar.dataplane import TlsConfigError, build_server_tls
+from sidecar.dataplane import build_server_tls
+from sidecar.serving import (
+    configure_logging,
+    report_startup_problems,
+    serve_until_signalled,
+    startup_problems,
+    write_ready_file,
+)
+from sidecar.workers import supervise
 from sidecar.xks.sigv4 import Credential, kms_format_problems
 
 log = logging.getLogger("sidecar")
-
-# "Cannot start as configured", reported in one line, not as a traceback.
-# OSError covers a port already in use.
-_STARTUP_ERRORS = (ConfigError, TlsConfigError, CryptoHubConfigError, OSError)
 
 _KMS_CONSOLE_HELP = (
     "print the JSON file the AWS KMS console accepts for this keystore"
@@ -53,23 +61,20 @@ _KMS_CONSOLE_HELP = (
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m sidecar``."""
     args = _parser().parse_args(argv)
-    _configure_logging(LoggingSettings(), args.log_level)
+    configure_logging(LoggingSettings(), args.log_level)
     try:
         config = load_config(args.config)
-        _configure_logging(config.logging, args.log_level)
+        configure_logging(config.logging, args.log_level)
         if args.command == "serve":
-            trio.run(_serve_until_signalled, config, args.ready_file)
-            return 0
+            return _serve(config, args.ready_file, args.log_level)
         if args.command == "check-config":
             return _check_config(config)
         return _kms_console(config, args.keystore, args.access_key_id)
     except BaseException as exc:
-        problems = list(_leaves(exc))
-        if not all(isinstance(problem, _STARTUP_ERRORS) for problem in problems):
+        problems = startup_problems(exc)
+        if problems is None:
             raise
-    for problem in problems:
-        log.error("cannot run: %s", problem)
-    return 1
+    return report_startup_problems(problems)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--ready-file",
         type=Path,
-        help='once listening, write {"ports": {"xks": N, "ping": N}} here',
+        help='once listening, write {"ports": {"xks": N, "ping": N}} here'
+        " (with several workers: once all listen, adding their process ids)",
     )
     check = commands.add_parser(
         "check-config", help="validate the configuration and its files, then exit"
@@ -101,72 +107,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(settings: LoggingSettings, override: str | None) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    json_lines = settings.format == "json"
-    handler.setFormatter(JsonLineFormatter() if json_lines else TextLineFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(override or settings.level)
-    audit = logging.getLogger(AUDIT_LOGGER_NAME)
-    audit.setLevel(logging.INFO if settings.audit else logging.CRITICAL + 1)
-
-
 # -- serve ------------------------------------------------------------------------
 
 
-async def _serve_until_signalled(
-    config: SidecarConfig, ready_file: Path | None
-) -> None:
-    # The receiver is installed before anything starts, so a signal during
-    # start-up also stops cleanly instead of raising KeyboardInterrupt.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            running: RunningSidecar = await nursery.start(
-                _run_then_stop, config, nursery.cancel_scope
-            )
-            if ready_file is not None:
-                await trio.to_thread.run_sync(
-                    _write_ready_file, ready_file, running.ready_document()
-                )
-            nursery.start_soon(_stop_on_signals, signals, running, nursery.cancel_scope)
+def _serve(
+    config: SidecarConfig, ready_file: Path | None, log_level: str | None
+) -> int:
+    """One worker: serve in this process. Several: supervise worker processes."""
+    if config.server.workers > 1:
+        return supervise(config, ready_file, log_level)
+    trio.run(_serve_in_process, config, ready_file)
+    return 0
+
+
+async def _serve_in_process(config: SidecarConfig, ready_file: Path | None) -> None:
+    async def announce(running: RunningSidecar) -> None:
+        if ready_file is not None:
+            document = running.ready_document()
+            await trio.to_thread.run_sync(write_ready_file, ready_file, document)
+
+    await serve_until_signalled(config, announce)
     if ready_file is not None:
         # Gone once the sidecar no longer serves; a supervisor may watch it.
         await trio.Path(ready_file).unlink(missing_ok=True)
-
-
-async def _run_then_stop(
-    config: SidecarConfig,
-    others: trio.CancelScope,
-    *,
-    task_status: trio.TaskStatus[RunningSidecar],
-) -> None:
-    await run_sidecar(config, task_status=task_status)
-    others.cancel()  # the sidecar is done: stop listening for signals
-
-
-async def _stop_on_signals(
-    signals: AsyncIterator[int],
-    running: RunningSidecar,
-    everything: trio.CancelScope,
-) -> None:
-    graceful = True
-    async for signum in signals:
-        name = signal.Signals(signum).name
-        if graceful:
-            log.info("stopping signal=%s: finishing requests in flight", name)
-            running.request_shutdown()
-            graceful = False
-        else:
-            log.warning("stopping now signal=%s", name)
-            everything.cancel()
-
-
-def _write_ready_file(path: Path, document: dict[str, object]) -> None:
-    # Written under another name and renamed, so a reader never sees half.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(document) + "\n")
-    temporary.replace(path)
 
 
 # -- check-config -------------------------------------------------------------------
@@ -177,18 +140,29 @@ def _check_config(config: SidecarConfig) -> int:
     if config.server.dataplane.tls is not None:
         build_server_tls(config.server.dataplane.tls)
     for backend in config.backends.values():
-        for node in backend.settings.nodes:
-            client_tls_context(node)
+        if isinstance(backend.settings, CryptoHubSettings):  # others have no nodes
+            for node in backend.settings.nodes:
+                client_tls_context(node)
     for keystore in config.keystores:
         for warning in keystore.kms_format_warnings:
             log.warning("KMS would refuse this credential: %s", warning)
         print(
             f"keystore {keystore.name}: {keystore.uri_path} region {keystore.region}"
             f" backend {keystore.backend}, {len(keystore.credentials)} credential(s),"
-            f" {len(keystore.policy.rules)} policy rule(s)"
+            f" {len(keystore.policy.rules)} policy rule(s), {_quota(keystore)}"
         )
+    server = config.server
+    in_flight = server.max_in_flight or "unlimited"
+    print(f"server: {server.workers} worker(s), max_in_flight {in_flight} each")
     print(f"{config.source}: OK")
     return 0
+
+
+def _quota(keystore: KeystoreSettings) -> str:
+    quota = keystore.quota
+    if quota is None:
+        return "no quota"
+    return f"quota {quota.requests_per_second:g}/s, burst {quota.burst:g}"
 
 
 # -- kms-console ------------------------------------------------------------------
@@ -240,12 +214,3 @@ def _endpoint(config: SidecarConfig) -> str:
             " certificate names no DNS name; set it to https://<your proxy's name>"
         )
     return endpoint
-
-
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    """The exceptions inside (possibly nested) exception groups."""
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield exc

@@ -94,8 +94,9 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> SidecarConf
     ``env`` (default ``os.environ``) is where ``*_env`` secrets are looked up.
     """
     top = Table(path, "", _read_toml(path))
-    backends = backend_settings(top)
-    keystores = keystore_settings(top, backends, os.environ if env is None else env)
+    environ = os.environ if env is None else env
+    backends = backend_settings(top, environ)
+    keystores = keystore_settings(top, backends, environ)
     _require_all_used(top, backends, keystores)
     config = SidecarConfig(
         source=path,

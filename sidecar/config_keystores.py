@@ -9,6 +9,10 @@ Several credentials per keystore are how SigV4 credentials are rotated
 without a failed request (spec, "SigV4 credentials rotation"): add the new
 pair, update KMS, then remove the old pair. The secret of each comes from a
 file or an environment variable (``config_secrets``).
+
+``max_requests_per_second`` (and ``burst``) give the keystore a request
+quota (spec, "API operations": a proxy MAY implement independent request
+quotas on each path prefix); ``sidecar.throttle`` enforces it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 
 from sidecar.config_reader import Table
 from sidecar.config_secrets import read_secret
+from sidecar.throttle import Quota
 from sidecar.xks.policy import Policy, policy_from_mapping
 from sidecar.xks.routes import validate_uri_path
 from sidecar.xks.sigv4 import Credential, Secret, kms_format_problems
@@ -26,6 +31,9 @@ from sidecar.xks.sigv4 import Credential, Secret, kms_format_problems
 # AWS region names: "us-east-1", "eu-central-2", "us-gov-west-1", ...
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]+")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Far above what one HSM cluster serves (KMS's default external key store
+# limit is 1,800 a second, spec, GetHealthStatus); the bound catches typos.
+_MAX_RATE = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,7 @@ class KeystoreSettings:
     # Ways the credentials break KMS's own format rules (Appendix A); KMS
     # would refuse them, so `check-config` and start-up warn about each.
     kms_format_warnings: tuple[str, ...] = ()
+    quota: Quota | None = None  # None: no request quota
 
 
 def keystore_settings(
@@ -81,6 +90,7 @@ def _keystore(
         credentials=credentials,
         policy=_policy(table.table("policy")),
         kms_format_warnings=_format_warnings(name, credentials),
+        quota=_quota(table),
     )
     table.finish()
     return settings
@@ -106,6 +116,19 @@ def _region(table: Table) -> str:
     if not _REGION.fullmatch(region):
         raise table.error("region", f"{region!r} is not an AWS region (us-east-1)")
     return region
+
+
+def _quota(table: Table) -> Quota | None:
+    # Whole requests a second: finer rates protect nothing a proxy needs.
+    rate = table.optional_integer("max_requests_per_second", 1, _MAX_RATE)
+    if rate is None:
+        if table.has("burst"):
+            raise table.error("burst", "needs max_requests_per_second; set both")
+        return None
+    # Default burst: one second's worth, so a client sending at the quota in
+    # whole-second bursts is never refused.
+    burst = table.integer("burst", rate, 1, _MAX_RATE)
+    return Quota(float(rate), float(burst))
 
 
 def _credential(table: Table, env: Mapping[str, str]) -> Credential:

@@ -6,16 +6,21 @@ HTTPS is required between KMS and the proxy), and mutual TLS is on unless
 ``[server.mtls] enabled = false``: a leaked SigV4 secret is useless to anyone
 who does not also hold a KMS client certificate (same section), so the safe
 setting is the default and turning it off is an explicit act.
+
+``workers`` (a number, or ``"auto"`` for the CPUs this process may run on)
+and ``max_in_flight`` shape the process model and overload protection
+(``sidecar.workers``, ``sidecar.throttle``); see docs/configuration.md.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 
-from sidecar.config_reader import Table
+from sidecar.config_reader import ConfigError, Table
 from sidecar.config_secrets import check_private_file, secret_source
 from sidecar.dataplane import (
     DataplaneConfig,
@@ -31,6 +36,11 @@ _DEFAULT_TLS_HANDSHAKE_S = 10.0
 _DEFAULT_SHUTDOWN_GRACE_S = 10.0
 _MAX_CONNECTIONS = 1_000_000
 _PARSERS = [parser.value for parser in ParserName]
+# Beyond a few per CPU, more workers only add memory and HSM connections;
+# the bound catches a typo, not a tuning choice.
+_MAX_WORKERS = 256
+_MAX_IN_FLIGHT = 1_000_000
+AUTO_WORKERS = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +51,12 @@ class ServerSettings:
     # "https://<fqdn>[:port]" as registered in KMS (XksProxyUriEndpoint);
     # None: derived from the server certificate by `kms-console`.
     public_endpoint: str | None
+    # Worker processes sharing the port (``sidecar.workers``); 1 serves in
+    # the process that was started, with no supervisor.
+    workers: int = 1
+    # Requests one worker admits at once before answering ThrottlingException
+    # (``sidecar.throttle``); None: no cap.
+    max_in_flight: int | None = None
 
 
 def server_settings(table: Table, region: str | None) -> ServerSettings:
@@ -69,8 +85,34 @@ def server_settings(table: Table, region: str | None) -> ServerSettings:
     endpoint = table.optional_text("public_endpoint")
     if endpoint is not None and not endpoint.startswith("https://"):
         raise table.error("public_endpoint", "must start with https://")
+    workers = _workers(table)
+    max_in_flight = table.optional_integer("max_in_flight", 1, _MAX_IN_FLIGHT)
     table.finish()
-    return ServerSettings(dataplane, endpoint)
+    return ServerSettings(dataplane, endpoint, workers, max_in_flight)
+
+
+def _workers(table: Table) -> int:
+    """``workers``: a whole number, or "auto" for the CPUs we may run on."""
+    if not table.has("workers"):
+        return 1
+    try:
+        # Table has no "number or word" getter; read it as text first and,
+        # if it is not text, as a number (whose own error then applies).
+        word = table.optional_text("workers")
+    except ConfigError:
+        return table.integer("workers", 1, 1, _MAX_WORKERS)
+    if word != AUTO_WORKERS:
+        raise table.error("workers", f'must be a whole number or "auto", not {word!r}')
+    return available_cpus()
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, so taskset and cpusets
+    count); a container's CFS quota (cpu.max) is not seen here."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def endpoint_from_certificate(chain: Path, port: int) -> str | None:

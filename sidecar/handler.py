@@ -36,6 +36,7 @@ from sidecar import audit
 from sidecar.audit import AuditRecord
 from sidecar.backends.base import KeyManager
 from sidecar.dataplane.messages import JSON_CONTENT_TYPE, HttpRequest, HttpResponse
+from sidecar.throttle import Throttle
 from sidecar.xks import service
 from sidecar.xks.errors import HttpError, InternalException
 from sidecar.xks.messages import (
@@ -78,11 +79,16 @@ class XksHandler:
     """``HttpRequest -> HttpResponse`` for every configured keystore."""
 
     def __init__(
-        self, keystores: Iterable[Keystore], *, clock: Callable[[], float] = time.time
+        self,
+        keystores: Iterable[Keystore],
+        *,
+        clock: Callable[[], float] = time.time,
+        throttle: Throttle | None = None,
     ) -> None:
         self._keystores: Mapping[str, Keystore] = {k.name: k for k in keystores}
         self._router = Router((k.name, k.uri_path) for k in self._keystores.values())
         self._clock = clock  # wall clock, for SigV4's x-amz-date check
+        self._throttle = throttle or Throttle()  # default: no limits
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
@@ -143,7 +149,11 @@ class XksHandler:
 
         xks_request = parse_request(route.operation, request.body)
         record.metadata = _metadata_fields(xks_request.metadata)
-        response = await _perform(keystore, route.external_key_id, xks_request)
+        # Overload protection (``throttle``) just before the backend, where a
+        # request would queue: only authenticated requests spend a keystore's
+        # quota, and a refusal's log line still has its kmsRequestId.
+        with self._throttle.admit(route.keystore, route.operation, time.monotonic()):
+            response = await _perform(keystore, route.external_key_id, xks_request)
         return response.to_json()
 
 

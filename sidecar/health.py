@@ -22,12 +22,18 @@ states precisely so that "unavailable" can be reported, and KMS reads them.
 
 The response object is built once per probe, not per request, so the
 request path does nothing but a clock read and a comparison.
+
+With several worker processes (``sidecar.workers``) one of them probes and
+the others *follow*: ``on_result`` hands each fresh result to the worker's
+link to the supervisor, which passes it to the other workers' monitors
+(``adopt``), with its age. So the HSM sees one probe per interval whatever
+the number of workers, and every worker answers GetHealthStatus alike.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,8 +70,12 @@ class HealthMonitor:
         prober: Prober,
         node_names: Sequence[str],
         settings: HealthSettings,
+        *,
+        on_result: Callable[[Sequence[EkmNode]], None] | None = None,
     ) -> None:
         self.backend = backend
+        self._on_result = on_result  # told each probe's result (the prober)
+        self._adopted = trio.Event()  # a follower has its first result
         self._prober = prober
         self._settings = settings
         self._models = {name: UNKNOWN_MODEL for name in node_names}
@@ -79,6 +89,28 @@ class HealthMonitor:
         while True:
             await trio.sleep(self._settings.interval_s)
             await self.check_now()
+
+    async def follow(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """Probe nothing; ``started`` once a first result was ``adopt``-ed.
+
+        Waits at most ``max_age_s`` for it (the prober's own bound on its
+        first probe); without it GetHealthStatus reports every node
+        UNAVAILABLE, as for any result we cannot vouch for.
+        """
+        with trio.move_on_after(self._settings.max_age_s):
+            await self._adopted.wait()
+        task_status.started()
+        await trio.sleep_forever()
+
+    def adopt(self, nodes: Sequence[EkmNode], age_s: float) -> None:
+        """Take a result another process probed ``age_s`` seconds ago."""
+        known = [node for node in nodes if node.id in self._models]
+        for node in known:
+            self._models[node.id] = node.model
+        if known:
+            taken_at = trio.current_time() - max(0.0, age_s)
+            self._result = _Result(taken_at, self._response(known))
+        self._adopted.set()
 
     async def check_now(self) -> None:
         """Run one probe and cache its result (a failed probe counts too)."""
@@ -118,6 +150,8 @@ class HealthMonitor:
             self._log_change(name, state, status.detail if status else "no result")
             nodes.append(EkmNode(name, self._models[name], state.value))
         self._result = _Result(trio.current_time(), self._response(nodes))
+        if self._on_result is not None:
+            self._on_result(tuple(nodes))
 
     def _log_change(self, name: str, state: NodeState, detail: str) -> None:
         before = self._states.get(name)

@@ -7,11 +7,13 @@ Each accepted connection goes through, in order:
 2. a TLS handshake (1.2 or newer) with a deadline, in which the client must
    present a certificate issued by the configured client CA; any other
    client is refused by the handshake itself;
-3. a read loop that feeds a FrameDecoder and starts one task per request, up to
-   ``max_in_flight`` at a time; a request over that bound is answered BUSY.
-   Replies are written as their requests finish, in any order, each carrying
-   its request's ID, which is what lets a client pipeline; a lock keeps two
-   replies from interleaving on the wire.
+3. a read loop that feeds a FrameDecoder and answers the requests of each
+   read at once, their replies sent together in one write; a request that
+   must wait (an injected latency) gets a task of its own instead, up to
+   ``max_in_flight`` at a time, and a request over that bound is answered
+   BUSY. Replies are written as their requests finish, in any order, each
+   carrying its request's ID, which is what lets a client pipeline; a lock
+   keeps two writes from interleaving on the wire.
 
 Bytes that are not a valid frame get an error reply at once, from the read
 loop, so a confused client hears about it and the connection stays usable.
@@ -51,6 +53,7 @@ from simulator.hostproto.codec import (
 )
 from simulator.hostproto.handlers import HandlerContext, handle
 from simulator.stats import Stats
+from simulator.tls_stream import ServerTlsStream
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,9 @@ _TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 # so a client cannot grow the table with invented names.
 _KNOWN_COMMANDS = frozenset(Command)
 _UNKNOWN_BUCKET = "(unknown)"
+# A reply carries its request's ID exactly when that ID is valid, so the log
+# line takes it from there rather than checking the request's ID once more.
+_ID_TAG = Tag.ID.value
 _INVALID_BUCKET = "(invalid)"
 # A key reference is logged only if it looks like one (label or UUID alphabet).
 _LOGGABLE_KEY = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -81,6 +87,8 @@ def server_tls_context(settings: HostSettings) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
     context.set_ciphers(_TLS12_CIPHERS)
+    # ServerTlsStream relies on it: no read ever waits for a write.
+    context.options |= ssl.OP_NO_RENEGOTIATION
     try:
         context.load_cert_chain(settings.cert, settings.key)
         context.load_verify_locations(cafile=settings.client_ca)
@@ -146,34 +154,29 @@ class _HostServer:
             log.info("connection refused peer=%s reason=fault", peer)
             await trio.aclose_forcefully(tcp)
             return
+        stream = ServerTlsStream.take(tcp, self.tls)
         try:
-            stream = await self._handshake(tcp, peer)
-            if stream is not None:
+            if await self._handshake(stream, peer):
                 await self._serve(stream, peer)
         except Exception:
             # The boundary of a connection: a bug ends this connection, never
             # the listener. Cancellation is a BaseException and passes through.
             log.exception("connection failed peer=%s", peer)
         finally:
-            await trio.aclose_forcefully(tcp)
+            stream.close()  # no-op when the connection closed it already
 
-    async def _handshake(
-        self, tcp: trio.SocketStream, peer: str
-    ) -> trio.SSLStream[trio.SocketStream] | None:
-        stream = trio.SSLStream(tcp, self.tls, server_side=True)
+    async def _handshake(self, stream: ServerTlsStream, peer: str) -> bool:
         with trio.move_on_after(self.settings.handshake_timeout_s):
             try:
                 await stream.do_handshake()
             except trio.BrokenResourceError as exc:
                 log.info("tls handshake failed peer=%s error=%s", peer, exc.__cause__)
-                return None
-            return stream
+                return False
+            return True
         log.info("tls handshake timed out peer=%s", peer)
-        return None
+        return False
 
-    async def _serve(
-        self, stream: trio.SSLStream[trio.SocketStream], peer: str
-    ) -> None:
+    async def _serve(self, stream: ServerTlsStream, peer: str) -> None:
         connection = _Connection(self, stream, peer)
         self.connections.add(connection)
         self.stats.connection_opened()
@@ -189,9 +192,7 @@ class _HostServer:
 class _Connection:
     """One client's TLS stream: the read loop and its request tasks."""
 
-    def __init__(
-        self, server: _HostServer, stream: trio.SSLStream[trio.SocketStream], peer: str
-    ) -> None:
+    def __init__(self, server: _HostServer, stream: ServerTlsStream, peer: str) -> None:
         self._server = server
         self._stream = stream
         self.peer = peer
@@ -231,50 +232,70 @@ class _Connection:
             self._refresh_idle_deadline()
 
     async def _dispatch(self, nursery: trio.Nursery) -> None:
+        """Answer every frame decoded so far; send their replies as one write.
+
+        Commands are pure computation, so without a latency or outage fault
+        they are answered right here, in arrival order, and the replies to
+        one read leave in one TLS write: a task, a lock and a write per
+        command were most of the simulator's CPU per command under load
+        (docs/performance.md). A command that must wait (latency) or never
+        be answered (outage) gets a task of its own, as the bound on
+        requests in flight counts.
+        """
+        replies: list[bytes] = []
         while (event := self._decoder.next_event()) is not NEED_DATA:
             if isinstance(event, FrameError):
-                await self._reply_now(event, reply_to_frame_error(event))
+                replies.append(self._recorded(event, reply_to_frame_error(event)))
             elif self._in_flight >= self._server.settings.max_in_flight:
                 busy = reply_error(event, ErrorCode.BUSY, "too many requests in flight")
-                await self._reply_now(event, busy)
-            else:
+                replies.append(self._recorded(event, busy))
+            elif self._server.faults.latency_ms or self._server.faults.outage:
                 self._in_flight += 1
                 nursery.start_soon(self._run_request, event)
+            else:
+                reply = self._answer_now(event, trio.current_time())
+                if reply is not None:
+                    replies.append(reply)
+        if replies:
+            await self._send(b"".join(replies))
 
     async def _run_request(self, request: Frame) -> None:
         started = trio.current_time()
         try:
-            reply, fault = await self._answer(request)
-            dropped = self._server.faults.drop_reply()
-            self._record(request, reply, trio.current_time() - started, fault, dropped)
-            if not dropped:
+            faults = self._server.faults
+            if faults.latency_ms:
+                await trio.sleep(faults.latency_ms / 1000)
+            if faults.outage:
+                # The watcher may not have seen it yet; do not answer regardless.
+                self.close("outage")
+                await trio.lowlevel.checkpoint()
+            reply = self._answer_now(request, started)
+            if reply is not None:
                 await self._send(reply)
         finally:
             self._in_flight -= 1
             self._refresh_idle_deadline()
 
-    async def _answer(self, request: Frame) -> tuple[Frame, str]:
+    def _answer_now(self, request: Frame, started: float) -> bytes | None:
+        """The encoded reply, recorded and logged; None if it is dropped."""
         faults = self._server.faults
-        if faults.latency_ms:
-            await trio.sleep(faults.latency_ms / 1000)
-        if faults.outage:
-            # The watcher may not have seen it yet; do not answer regardless.
-            self.close("outage")
-            await trio.lowlevel.checkpoint()
         if faults.inject_error():
-            return reply_error(
-                request, ErrorCode.INJECTED_FAULT, "injected fault"
-            ), "error"
-        return handle(request, self._server.handler_ctx), "none"
+            reply = reply_error(request, ErrorCode.INJECTED_FAULT, "injected fault")
+            fault = "error"
+        else:
+            reply, fault = handle(request, self._server.handler_ctx), "none"
+        dropped = faults.drop_reply()
+        self._record(request, reply, trio.current_time() - started, fault, dropped)
+        return None if dropped else encode_frame(reply)
 
-    async def _reply_now(self, request: Frame | FrameError, reply: Frame) -> None:
+    def _recorded(self, request: Frame | FrameError, reply: Frame) -> bytes:
         self._record(request, reply, 0.0, "none", dropped=False)
-        await self._send(reply)
+        return encode_frame(reply)
 
-    async def _send(self, reply: Frame) -> None:
+    async def _send(self, data: bytes) -> None:
         try:
             async with self._send_lock:
-                await self._stream.send_all(encode_frame(reply))
+                await self._stream.send_all(data)
         except _CONNECTION_GONE:
             self.close("connection lost")
 
@@ -302,19 +323,23 @@ class _Connection:
         code = result_code(reply)
         command = _stats_bucket(request)
         self._server.stats.record(command, code, seconds)
-        log.info(
-            "command peer=%s command=%s id=%s key=%s code=%s result=%s "
-            "latency_ms=%.1f fault=%s dropped=%s",
-            self.peer,
-            reply.command,
-            request.correlation_id or "-",
-            _key_reference(request),
-            code.value,
-            code.name,
-            seconds * 1000,
-            fault,
-            "yes" if dropped else "no",
-        )
+        if log.isEnabledFor(logging.INFO):
+            _log_command(
+                f"command peer={self.peer} command={reply.command} "
+                f"id={reply.get(_ID_TAG) or '-'} key={_key_reference(request)} "
+                f"code={code.value} result={code.name} "
+                f"latency_ms={seconds * 1000:.1f} fault={fault} "
+                f"dropped={'yes' if dropped else 'no'}"
+            )
+
+
+def _log_command(message: str) -> None:
+    """One INFO line on ``simulator.server``, at the cost of one LogRecord.
+
+    ``log.info`` would also walk the stack for the caller (``findCaller``),
+    about a third of a line's cost; nothing in the line uses it.
+    """
+    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, message, (), None))
 
 
 def _stats_bucket(request: Frame | FrameError) -> str:
@@ -340,7 +365,7 @@ def _peer_name(tcp: trio.SocketStream) -> str:
     return f"{host}:{port}"
 
 
-def _client_name(stream: trio.SSLStream[trio.SocketStream]) -> str:
+def _client_name(stream: ServerTlsStream) -> str:
     """The client certificate's common name, for the connection log line."""
     certificate = stream.getpeercert()
     for entry in (certificate or {}).get("subject", ()):

@@ -7,6 +7,7 @@ typed settings); ``open_backend`` opens one from its settings:
 
     kind          driver                          settings
     cryptohub     sidecar.backends.cryptohub      CryptoHubSettings
+    pkcs11        sidecar.backends.pkcs11         Pkcs11Settings
 
 A driver module is imported only when a backend of its kind is opened, so
 importing the interface does not pull in every driver and its dependencies
@@ -42,7 +43,18 @@ def _open_cryptohub(settings: object) -> AbstractAsyncContextManager[Backend]:
     return open_cryptohub_backend(settings)
 
 
-KINDS: Mapping[str, BackendOpener] = {"cryptohub": _open_cryptohub}
+def _open_pkcs11(settings: object) -> AbstractAsyncContextManager[Backend]:
+    from sidecar.backends.pkcs11 import Pkcs11Settings, open_pkcs11_backend
+
+    if not isinstance(settings, Pkcs11Settings):
+        raise TypeError(f"pkcs11 backend given {type(settings).__name__}")
+    return open_pkcs11_backend(settings)
+
+
+KINDS: Mapping[str, BackendOpener] = {
+    "cryptohub": _open_cryptohub,
+    "pkcs11": _open_pkcs11,
+}
 
 
 def open_backend(kind: str, settings: object) -> AbstractAsyncContextManager[Backend]:

@@ -31,6 +31,15 @@ ENCRYPT = "ENCRYPT"
 DECRYPT = "DECRYPT"
 
 
+class BackendStartupError(Exception):
+    """A backend cannot start as configured (unusable settings, a module that
+    will not load, a PIN the token refuses).
+
+    The sidecar reports these in one line and exits, instead of a traceback:
+    they are the operator's to fix, not bugs.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class KeyDescription:
     """What GetKeyMetadata reports, plus the version new encryptions use."""

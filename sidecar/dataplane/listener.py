@@ -31,6 +31,7 @@ from sidecar.dataplane.connection import ConnectionInfo, HttpConnection
 from sidecar.dataplane.messages import Handler, TlsInfo
 from sidecar.dataplane.ping import ping_handler
 from sidecar.dataplane.settings import DataplaneConfig, HttpLimits, ParserName
+from sidecar.dataplane.socket_transport import SocketTransport
 from sidecar.dataplane.sockets import bound_port, open_listeners
 from sidecar.dataplane.tls import ServerTls, build_server_tls
 from sidecar.dataplane.tls_stream import TlsStream
@@ -217,20 +218,25 @@ class _Server:
         self, tcp: trio.SocketStream, slots: trio.Semaphore | None, is_ping: bool
     ) -> None:
         peer = _peer(tcp)
+        # TLS runs over a leaner transport, which takes the socket over.
+        secure = self.server_tls is not None and not is_ping
+        transport = SocketTransport.take(tcp) if secure else None
         try:
-            await self._serve_connection(tcp, peer, is_ping)
+            await self._serve_connection(transport or tcp, peer, is_ping)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             logger.debug("connection from %s ended: %s", peer, exc)
         except Exception:
             logger.exception("connection from %s failed; closed it", peer)
         finally:
             try:
-                await tcp.aclose()  # no-op when the TLS stream closed it already
+                if transport is not None:
+                    transport.close()  # no-op when the TLS stream closed it
+                await tcp.aclose()  # likewise, or when the socket was taken
             finally:
                 _release(slots)  # even when cancelled inside aclose
 
     async def _serve_connection(
-        self, tcp: trio.SocketStream, peer: tuple[str, int] | None, is_ping: bool
+        self, tcp: trio.abc.Stream, peer: tuple[str, int] | None, is_ping: bool
     ) -> None:
         stream: trio.abc.Stream = tcp
         tls_info: TlsInfo | None = None
@@ -258,7 +264,7 @@ class _Server:
 
 
 async def _handshake(
-    tcp: trio.SocketStream, server_tls: ServerTls, peer: tuple[str, int] | None
+    tcp: trio.abc.Stream, server_tls: ServerTls, peer: tuple[str, int] | None
 ) -> TlsStream | None:
     """The TLS stream, or None after a failed or too slow handshake."""
     stream = TlsStream(tcp, server_tls)

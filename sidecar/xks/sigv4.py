@@ -57,6 +57,10 @@ _PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
 # Several regions and dates at once are rare; the bound only keeps a flood of
 # bogus scopes from growing the cache. Chosen without measuring.
 _SIGNING_KEY_CACHE_SIZE = 64
+# Likewise for parsed Authorization headers (one per access key and day).
+_PARSED_CACHE_SIZE = 64
+_SIGNATURE_FIELD = b"Signature="
+_SIGNATURE_HEX = re.compile(rb"[0-9a-f]{64}")
 
 
 class Secret:
@@ -151,6 +155,10 @@ class SigV4Verifier:
         self._max_skew = max_clock_skew
         self._secrets: dict[str, Secret] = {}
         self._signing_keys: dict[tuple[str, str, str], bytes] = {}
+        # Authorization headers already parsed, with their signature cut out:
+        # KMS repeats the rest of the header on every request of a day.
+        self._parsed: dict[bytes, tuple[_Authorization, list[str]]] = {}
+        self._last_date: tuple[bytes, float] = (b"", 0.0)  # x-amz-date, as time
         self.set_credentials(credentials)
 
     def set_credentials(self, credentials: Iterable[Credential]) -> None:
@@ -169,6 +177,7 @@ class SigV4Verifier:
             secrets[credential.access_key_id] = credential.secret
         self._secrets = secrets
         self._signing_keys = {}
+        self._parsed = {}
 
     def verify(
         self,
@@ -184,9 +193,11 @@ class SigV4Verifier:
         received (name, value) pairs in any letter case; ``now`` is Unix time.
         """
         collected = _collect(headers)
-        auth = _parse_authorization(collected.pop(b"authorization", None))
+        header = collected.pop(b"authorization", None)
+        cached = self._cached_authorization(header)
+        auth = cached[0] if cached else _parse_authorization(header)
         secret = self._check_scope(auth)
-        signed = _signed_header_names(auth.signed_headers)
+        signed = cached[1] if cached else self._signed_header_names(header, auth)
         amz_date = _amz_date(collected.get(b"x-amz-date"), auth.date)
         self._check_clock(amz_date, now)
         payload_hash = _payload_hash(body, collected.get(b"x-amz-content-sha256"))
@@ -202,10 +213,39 @@ class SigV4Verifier:
             )
         )
         key = self._signing_key(secret, auth.date, auth.region)
-        expected = hmac.new(key, string_to_sign, hashlib.sha256).hexdigest()
+        expected = hmac.digest(key, string_to_sign, "sha256").hex()
         if not hmac.compare_digest(expected, auth.signature):
             _fail("signature mismatch")
         return Verified(auth.access_key_id, auth.region)
+
+    def _cached_authorization(
+        self, values: list[bytes] | None
+    ) -> tuple[_Authorization, list[str]] | None:
+        """The parsed header and its SignedHeaders if the header differs from
+        one parsed before only in its signature; else None.
+
+        Parsing is a function of the header text alone, and a header that
+        matches a cached one outside a 64-hex-digit signature parses to the
+        same fields with that signature; any other header is parsed whole.
+        """
+        cut = _without_signature(values)
+        cached = self._parsed.get(cut[0]) if cut is not None else None
+        if cached is None or cut is None:
+            return None
+        auth, signed = cached
+        return _with_signature(auth, cut[1]), signed
+
+    def _signed_header_names(
+        self, values: list[bytes] | None, auth: _Authorization
+    ) -> list[str]:
+        """SignedHeaders checked; the parse is then remembered for the day."""
+        signed = _signed_header_names(auth.signed_headers)
+        cut = _without_signature(values)
+        if cut is not None:
+            if len(self._parsed) >= _PARSED_CACHE_SIZE:
+                self._parsed.clear()
+            self._parsed[cut[0]] = (auth, signed)
+        return signed
 
     def _check_scope(self, auth: _Authorization) -> Secret:
         if auth.service != SERVICE:
@@ -218,15 +258,12 @@ class SigV4Verifier:
         return secret
 
     def _check_clock(self, amz_date: bytes, now: float) -> None:
-        d = amz_date  # YYYYMMDDTHHMMSSZ, digits checked by _amz_date
-        try:
-            stamp = datetime(
-                int(d[0:4]), int(d[4:6]), int(d[6:8]),
-                int(d[9:11]), int(d[11:13]), int(d[13:15]), tzinfo=UTC,
-            )  # fmt: skip
-        except ValueError:
-            _fail("x-amz-date is not a valid time")
-        skew = stamp.timestamp() - now
+        if self._last_date[0] == amz_date:  # the same second as the last one
+            stamp = self._last_date[1]
+        else:
+            stamp = _unix_time(amz_date)
+            self._last_date = (amz_date, stamp)
+        skew = stamp - now
         if abs(skew) > self._max_skew:
             _fail(f"x-amz-date is {skew:+.0f} s from our clock")
 
@@ -247,6 +284,42 @@ class SigV4Verifier:
             f"SigV4Verifier(access_key_ids={sorted(self._secrets)!r},"
             f" region={self._region!r})"
         )
+
+
+def _unix_time(amz_date: bytes) -> float:
+    d = amz_date  # YYYYMMDDTHHMMSSZ, digits checked by _amz_date
+    try:
+        stamp = datetime(
+            int(d[0:4]), int(d[4:6]), int(d[6:8]),
+            int(d[9:11]), int(d[11:13]), int(d[13:15]), tzinfo=UTC,
+        )  # fmt: skip
+    except ValueError:
+        _fail("x-amz-date is not a valid time")
+    return stamp.timestamp()
+
+
+def _without_signature(values: list[bytes] | None) -> tuple[bytes, str] | None:
+    """The header with its 64-hex-digit signature cut out, and the signature;
+    None for anything else (the whole parse then decides)."""
+    if values is None or len(values) != 1:
+        return None
+    raw = values[0]
+    start = raw.find(_SIGNATURE_FIELD) + len(_SIGNATURE_FIELD)
+    signature = raw[start : start + 64]
+    if start < len(_SIGNATURE_FIELD) or not _SIGNATURE_HEX.fullmatch(signature):
+        return None
+    return raw[:start] + raw[start + 64 :], signature.decode()
+
+
+def _with_signature(auth: _Authorization, signature: str) -> _Authorization:
+    return _Authorization(
+        auth.access_key_id,
+        auth.date,
+        auth.region,
+        auth.service,
+        auth.signed_headers,
+        signature,
+    )
 
 
 def _derive_signing_key(secret: str, date: str, region: str) -> bytes:

@@ -8,19 +8,18 @@ operation ReEncrypt. Denials are 403 AccessDeniedException; GetHealthStatus
 
 from __future__ import annotations
 
-from tests.e2e.client import (
+from tests.e2e.bodies import (
     PRINCIPAL,
     Json,
     decrypt_body,
     encrypt_body,
-    expect_error,
-    expect_ok,
     health_body,
     metadata_body,
-    open_client,
     request_metadata,
 )
-from tests.e2e.harness import Stack
+from tests.e2e.http_wire import expect_error, expect_ok
+from tests.e2e.stack import Stack
+from tests.e2e.xks_client import open_client
 
 STRANGER = "arn:aws:iam::999999999999:user/mallory"
 

@@ -15,16 +15,10 @@ import os
 
 import pytest
 
-from tests.e2e.client import (
-    Json,
-    b64,
-    decrypt_body,
-    expect_error,
-    expect_ok,
-    open_client,
-    unb64,
-)
-from tests.e2e.harness import Stack
+from tests.e2e.bodies import Json, b64, decrypt_body, unb64
+from tests.e2e.http_wire import expect_error, expect_ok
+from tests.e2e.stack import Stack
+from tests.e2e.xks_client import open_client
 
 
 def flip(field_b64: str, index: int = 0) -> str:

@@ -12,16 +12,10 @@ from __future__ import annotations
 import json
 import re
 
-from tests.e2e.client import (
-    Reply,
-    XksClient,
-    encrypt_body,
-    expect_ok,
-    health_body,
-    open_client,
-    request_metadata,
-)
-from tests.e2e.harness import Stack
+from tests.e2e.bodies import encrypt_body, health_body, request_metadata
+from tests.e2e.http_wire import Reply, expect_ok
+from tests.e2e.stack import Stack
+from tests.e2e.xks_client import XksClient, open_client
 
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 

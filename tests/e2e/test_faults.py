@@ -6,24 +6,33 @@ cannot reach its dependency in time answers 503 DependencyTimeoutException
 than a minute, and reports a node UNAVAILABLE when it "is unable to serve
 traffic". The e2e stack runs the deep check every second with a 150 ms
 backend deadline.
+
+Simulator only: faults are injected through the simulator's console, and no
+other backend has such a knob (SoftHSMv2 answers in microseconds, always).
+So ``stack`` here is the simulator's stack, not the conftest's fixture
+parametrized by backend (docs/conformance.md, "Simulator-only tests").
 """
 
 from __future__ import annotations
 
+import pytest
 import trio
 
-from tests.e2e.client import (
-    XksClient,
-    eventually,
-    expect_error,
-    expect_ok,
-    needs_console,
-    open_client,
-)
-from tests.e2e.harness import Stack
+from tests.e2e.console import needs_console
+from tests.e2e.http_wire import expect_error, expect_ok
+from tests.e2e.polling import eventually
+from tests.e2e.stack import Stack
+from tests.e2e.xks_client import XksClient, open_client
 
 KMS_TIMEOUT = 0.25  # seconds
 HEALTH_INTERVAL = 1.0  # the e2e stack's deep-check interval
+
+
+@pytest.fixture(scope="module")
+def stack(simulator_stack: Stack) -> Stack:
+    # Module scope: it must outlive the autouse fixture that clears faults
+    # after each test.
+    return simulator_stack
 
 
 async def test_encrypt_and_decrypt_answer_503_inside_the_kms_timeout_under_latency(

@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import trio
 
-from tests.e2e.client import (
-    Json,
-    XksClient,
-    eventually,
-    expect_ok,
-    open_client,
-    plain_http_get,
-)
-from tests.e2e.harness import Stack
+from tests.e2e.bodies import Json
+from tests.e2e.http_wire import expect_ok, plain_http_get
+from tests.e2e.polling import eventually
+from tests.e2e.stack import Stack
+from tests.e2e.xks_client import XksClient, open_client
 
 KMS_TIMEOUT = 0.25  # seconds; spec, "KMS Considerations" of every API
 

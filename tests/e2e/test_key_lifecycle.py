@@ -14,17 +14,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.e2e.client import (
-    Console,
-    XksClient,
-    eventually,
-    expect_error,
-    expect_ok,
-    needs_console,
-    open_client,
-    unb64,
-)
-from tests.e2e.harness import Stack
+from tests.e2e.bodies import unb64
+from tests.e2e.console import Console, needs_console
+from tests.e2e.http_wire import expect_error, expect_ok
+from tests.e2e.polling import eventually
+from tests.e2e.stack import Stack
+from tests.e2e.xks_client import XksClient, open_client
 
 SETTLE = 5.0  # seconds a console change may take to show through the proxy
 

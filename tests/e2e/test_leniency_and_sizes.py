@@ -15,21 +15,19 @@ import os
 
 import pytest
 
-from tests.e2e.client import (
+from tests.e2e.bodies import (
     Json,
-    XksClient,
     b64,
     decrypt_body,
     encrypt_body,
-    expect_error,
-    expect_ok,
     health_body,
     metadata_body,
-    open_client,
     request_metadata,
     unb64,
 )
-from tests.e2e.harness import Stack
+from tests.e2e.http_wire import expect_error, expect_ok
+from tests.e2e.stack import Stack
+from tests.e2e.xks_client import XksClient, open_client
 
 
 async def _all_four(xks: XksClient, extra: Json, operation: str) -> list[int]:

@@ -16,16 +16,11 @@ import os
 import pytest
 import trio
 
-from tests.e2e.client import (
-    expect_error,
-    expect_ok,
-    health_body,
-    new_request_id,
-    open_client,
-    request_log_records,
-    request_metadata,
-)
-from tests.e2e.harness import Stack
+from tests.e2e.bodies import health_body, new_request_id, request_metadata
+from tests.e2e.http_wire import expect_error, expect_ok
+from tests.e2e.logs import request_log_records
+from tests.e2e.stack import Stack
+from tests.e2e.xks_client import open_client
 
 
 async def test_each_request_leaves_one_json_line_with_its_context(stack: Stack) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from fixtures.pki import Pki
-from tests.e2e.client import SClient, s_client
-from tests.e2e.harness import Stack
+from tests.e2e.stack import Stack
+from tests.e2e.tools import SClient, s_client
 
 HANDSHAKE_FAILURE = 40
 VERSIONS = ["-tls1_2", "-tls1_3"]

@@ -10,16 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.client import (
-    decrypt_body,
-    encrypt_body,
-    expect_error,
-    expect_ok,
-    health_body,
-    metadata_body,
-    open_client,
-)
-from tests.e2e.harness import Stack
+from tests.e2e.bodies import decrypt_body, encrypt_body, health_body, metadata_body
+from tests.e2e.http_wire import expect_error, expect_ok
+from tests.e2e.stack import Stack
+from tests.e2e.xks_client import open_client
 
 KEYSTORES = ["dev", "tenant-b"]
 

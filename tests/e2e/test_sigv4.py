@@ -13,20 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.client import (
-    HeaderEdit,
-    Headers,
-    Signer,
-    curl_post,
-    encrypt_body,
-    expect_error,
-    expect_ok,
-    health_body,
-    open_client,
-    signer_for,
-    to_json,
-)
-from tests.e2e.harness import Stack
+from tests.e2e.bodies import encrypt_body, health_body, to_json
+from tests.e2e.http_wire import Headers, expect_error, expect_ok
+from tests.e2e.signing import Signer, signer_for
+from tests.e2e.stack import Stack
+from tests.e2e.tools import curl_post
+from tests.e2e.xks_client import HeaderEdit, open_client
 
 
 async def test_botocore_signed_request_is_accepted(stack: Stack) -> None:

@@ -1,6 +1,6 @@
 """Smoke tests of the harness itself: the stack answers as KMS would expect.
 
-Deliberately independent of ``client.py``: one request per connection,
+Deliberately independent of ``xks_client.py``: one request per connection,
 signed by botocore's ``SigV4Auth`` as KMS-compatible tools sign, parsed by
 h11, so a fault in the harness shows here apart from the conformance suite.
 """
@@ -20,7 +20,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.e2e.harness import Stack, find_leaks
+from tests.e2e.leaks import find_leaks
+from tests.e2e.stack import Stack
 
 PRINCIPAL = "arn:aws:iam::111122223333:user/smoke"
 KEY_ARN = "arn:aws:kms:us-east-1:111122223333:key/smoke"

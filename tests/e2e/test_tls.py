@@ -16,8 +16,11 @@ import ssl
 
 import pytest
 
-from tests.e2e.client import expect_ok, kms_tls, open_client, s_client
-from tests.e2e.harness import Stack
+from tests.e2e.http_wire import expect_ok
+from tests.e2e.stack import Stack
+from tests.e2e.tls_connection import kms_tls
+from tests.e2e.tools import s_client
+from tests.e2e.xks_client import open_client
 
 ACCEPTED = [
     ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"),

@@ -16,20 +16,18 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.client import (
+from tests.e2e.bodies import (
     Json,
-    Reply,
     b64,
     decrypt_body,
     encrypt_body,
-    expect_error,
-    expect_ok,
     health_body,
     metadata_body,
-    open_client,
     to_json,
 )
-from tests.e2e.harness import Stack
+from tests.e2e.http_wire import Reply, expect_error, expect_ok
+from tests.e2e.stack import Stack
+from tests.e2e.xks_client import open_client
 
 DROP = object()
 

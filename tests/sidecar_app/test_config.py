@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.backends import KINDS as BACKEND_KINDS
+from sidecar.backends.cryptohub import CryptoHubSettings
 from sidecar.config import ConfigError, load_config
 from sidecar.config_backends import KINDS as CONFIG_KINDS
 from sidecar.xks.messages import RequestMetadata
@@ -40,6 +41,7 @@ def test_valid_configuration_loads_with_the_documented_defaults(
     assert tls.mutual_tls is not None
     assert tls.mutual_tls.client_common_name == "cks.kms.us-east-1.amazonaws.com"
     hub = config.backends["hub"].settings
+    assert isinstance(hub, CryptoHubSettings)
     assert hub.request_timeout_s == pytest.approx(0.150)
     assert hub.nodes[0].name == "hub-1"
     assert (config.health.key_id, config.health.max_age_s) == ("xks-health-check", 60)
@@ -239,6 +241,7 @@ def test_backend_timeout_is_written_in_milliseconds(config_file: ConfigFile) -> 
 
     hub = load_config(path, {}).backends["hub"].settings
 
+    assert isinstance(hub, CryptoHubSettings)
     assert hub.request_timeout_s == pytest.approx(0.090)
 
 
@@ -249,9 +252,10 @@ def test_node_may_override_the_backend_tls_files(
     own_ca.write_text("placeholder")
     path = config_file.edited("port = 9100\n", f'port = 9100\nserver_ca = "{own_ca}"\n')
 
-    node = load_config(path, {}).backends["hub"].settings.nodes[0]
+    hub = load_config(path, {}).backends["hub"].settings
 
-    assert node.server_ca == own_ca
+    assert isinstance(hub, CryptoHubSettings)
+    assert hub.nodes[0].server_ca == own_ca
 
 
 def test_hsm_client_key_open_to_others_is_refused(

@@ -32,7 +32,12 @@ import trio
 
 from sidecar.backends.base import GcmResult, KeyDescription, NodeStatus
 from sidecar.backends.cryptohub.connection import Reply
-from sidecar.backends.cryptohub.errors import NodeFailure, raise_for_result
+from sidecar.backends.cryptohub.deadlines import DeadlineReaper
+from sidecar.backends.cryptohub.errors import (
+    DeadlinePassed,
+    NodeFailure,
+    raise_for_result,
+)
 from sidecar.backends.cryptohub.health import probe_nodes
 from sidecar.backends.cryptohub.node import Node
 from sidecar.backends.cryptohub.protocol import (
@@ -64,17 +69,27 @@ _ATTEMPTS: Final = 2
 class CryptoHubBackend:
     """A ``KeyManager`` over one or more CryptoHub nodes.
 
-    Background tasks (connection readers and writers, connection opening) run
-    in ``nursery``; ``aclose`` ends them. ``open_cryptohub_backend`` pairs
-    the two for callers without a nursery of their own.
+    Background tasks (connection readers and writers, connection opening, the
+    deadline reaper) run in ``nursery``; ``aclose`` ends them.
+    ``open_cryptohub_backend`` pairs the two for callers without a nursery of
+    their own.
     """
 
     def __init__(self, settings: CryptoHubSettings, nursery: trio.Nursery) -> None:
         self._settings = settings
-        self._nodes = tuple(Node(node, settings, nursery) for node in settings.nodes)
+        self._deadlines = DeadlineReaper()
+        self._reaper_scope = trio.CancelScope()
+        nursery.start_soon(self._run_reaper)
+        self._nodes = tuple(
+            Node(node, settings, nursery, self._deadlines) for node in settings.nodes
+        )
         self._descriptions = DescribeCache(settings.describe_cache_ttl_s)
         self._timeout = settings.request_timeout_s
         self._closed = False
+
+    async def _run_reaper(self) -> None:
+        with self._reaper_scope:
+            await self._deadlines.run()
 
     async def describe_key(self, key_id: str) -> KeyDescription:
         return await self._descriptions.get(key_id, self._describe_uncached)
@@ -117,6 +132,7 @@ class CryptoHubBackend:
         self._closed = True
         for node in self._nodes:
             node.close()
+        self._reaper_scope.cancel()
         await trio.lowlevel.checkpoint()
 
     async def _call(
@@ -124,18 +140,21 @@ class CryptoHubBackend:
     ) -> T:
         if self._closed:
             raise InternalException(reason="the CryptoHub backend is closed")
-        with trio.move_on_after(self._timeout):
-            try:
-                return parse(raise_for_result(await self._exchange(command, fields)))
-            except CodecError as exc:
-                raise InternalException(
-                    reason=f"CryptoHub {command}: {exc.message}"
-                ) from exc
-        raise DependencyTimeoutException(
-            reason=f"CryptoHub {command}: no reply within {self._timeout * 1000:g} ms"
-        )
+        deadline = trio.current_time() + self._timeout
+        try:
+            reply = await self._exchange(command, fields, deadline)
+            return parse(raise_for_result(reply))
+        except DeadlinePassed:
+            raise DependencyTimeoutException(
+                reason=f"CryptoHub {command}: no reply within "
+                f"{self._timeout * 1000:g} ms"
+            ) from None
+        except CodecError as exc:
+            raise InternalException(
+                reason=f"CryptoHub {command}: {exc.message}"
+            ) from exc
 
-    async def _exchange(self, command: str, fields: Fields) -> Reply:
+    async def _exchange(self, command: str, fields: Fields, deadline: float) -> Reply:
         """The reply from the first node able to carry the request."""
         failure: NodeFailure | None = None
         attempts = 0
@@ -143,7 +162,7 @@ class CryptoHubBackend:
             if node.is_down(trio.current_time()):
                 continue
             try:
-                return await node.request(command, fields)
+                return await node.request(command, fields, deadline)
             except NodeFailure as exc:
                 failure = exc
                 attempts += 1

@@ -6,10 +6,12 @@ and replies come back in any order carrying their request's ``ID``. Here:
 
 * ``request`` may be called by any number of tasks at once. It tags the frame
   with the next ID from this connection's counter, queues its bytes for the
-  writer and waits for the reply with that ID.
+  writer and waits for the reply with that ID, or for its deadline
+  (``deadlines``: no cancel scope per request).
 * The writer task is the only one that sends, so frames never interleave. It
   writes whatever has queued up meanwhile as one write: fewer TLS records
-  and system calls under load.
+  and system calls under load. A frame whose request already gave up is not
+  sent at all.
 * The reader task decodes replies and hands each to the waiting request.
 
 Why a writer task rather than a lock around ``send_all``: a request's
@@ -28,14 +30,19 @@ lost with it, which is what marks a node down.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
+import sys
+import termios
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 
 import trio
 
-from sidecar.backends.cryptohub.errors import ConnectionLost
+from sidecar.backends.cryptohub.deadlines import DeadlineReaper
+from sidecar.backends.cryptohub.errors import ConnectionLost, DeadlinePassed
 from sidecar.backends.cryptohub.protocol import Fields
 from simulator.hostproto.codec import (
     NEED_DATA,
@@ -59,13 +66,19 @@ _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 class _Waiter:
-    """One request's place in line for its reply."""
+    """One request's place in line for its reply, or for its deadline."""
 
-    __slots__ = ("done", "reply")
+    __slots__ = ("done", "expired", "reply")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.reply: Reply | None = None
+        self.expired = False
+
+    def expire(self) -> None:
+        if not self.done.is_set():
+            self.expired = True
+            self.done.set()
 
 
 class HostConnection:
@@ -77,16 +90,21 @@ class HostConnection:
         node_name: str,
         max_frame_bytes: int,
         on_closed: ClosedCallback,
+        deadlines: DeadlineReaper,
     ) -> None:
         self._stream = stream
         self._node_name = node_name
         self._max_frame_bytes = max_frame_bytes
         self._on_closed = on_closed
+        self._deadlines = deadlines
         self._waiters: dict[str, _Waiter] = {}
         # IDs are this counter in hex: 16 hex digits, the most an ID may hold,
         # last 2**64 requests, so the counter never needs to wrap.
         self._last_id = 0
-        self._outbox_in, self._outbox = trio.open_memory_channel[bytes](math.inf)
+        # Frames waiting for the writer, by ID; it takes them all at once.
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._outbox_filled = trio.Event()
+        self._taken = 0  # frames the writer has taken (sent, or skipped)
         self._scope = trio.CancelScope()
         self._ended: str | None = None  # why the connection ended, once it has
         self._lost: str | None = None  # why, when ended from inside or by abandon
@@ -98,9 +116,15 @@ class HostConnection:
         """Requests sent and still waiting for their reply."""
         return len(self._waiters)
 
-    async def request(self, command: str, fields: Fields) -> Reply:
-        """Send one request and wait for its reply; ConnectionLost if the
-        connection ends first. Bounded only by the caller's cancel scope."""
+    async def request(
+        self, command: str, fields: Fields, deadline: float = math.inf
+    ) -> Reply:
+        """Send one request and wait for its reply.
+
+        Raises DeadlinePassed at ``deadline`` (Trio time; see ``deadlines``)
+        and ConnectionLost if the connection ends first. The caller's cancel
+        scope bounds it too.
+        """
         if self._ended is not None:
             raise ConnectionLost(f"node {self._node_name}: {self._ended}")
         self._last_id += 1
@@ -109,17 +133,34 @@ class HostConnection:
 
         waiter = _Waiter()
         self._waiters[correlation_id] = waiter
+        if deadline != math.inf:
+            self._deadlines.watch(deadline, waiter)
         try:
-            self._outbox_in.send_nowait(data)
+            self._outbox.append((correlation_id, data))
+            self._outbox_filled.set()
             await waiter.done.wait()
-        except _GONE as exc:
-            raise ConnectionLost(f"node {self._node_name}: {self._ended}") from exc
         finally:
             self._waiters.pop(correlation_id, None)
 
-        if waiter.reply is None:
-            raise ConnectionLost(f"node {self._node_name}: {self._ended}")
-        return waiter.reply
+        if waiter.reply is not None:
+            return waiter.reply
+        if waiter.expired:
+            raise DeadlinePassed(f"node {self._node_name}: no reply in time")
+        raise ConnectionLost(f"node {self._node_name}: {self._ended}")
+
+    def heard_nothing_since(self, replies_before: int) -> bool:
+        """True if the node has said nothing since ``replies_received`` was
+        ``replies_before``, although every request was handed to it.
+
+        Not when replies sit unread in our socket, or requests unsent in our
+        outbox: then it is this process that is behind (overload, a stall),
+        not the node that is silent, and a slow node is not a hung one.
+        """
+        return (
+            self.replies_received == replies_before
+            and self._taken == self._last_id
+            and _unread_bytes(self._stream) == 0
+        )
 
     def shutdown(self) -> None:
         """End the connection now (the backend is closing); not a failure."""
@@ -178,30 +219,52 @@ class HostConnection:
 
     async def _write_loop(self) -> None:
         try:
-            async for data in self._outbox:
-                await self._stream.send_all(self._with_queued(data))
+            while True:
+                if not self._outbox:
+                    self._outbox_filled = trio.Event()
+                    await self._outbox_filled.wait()
+                batch = self._take_outbox()
+                if batch:
+                    await self._stream.send_all(batch)
         except _GONE as exc:
             self._lost = f"connection lost: {describe_failure(exc)}"
             self._scope.cancel()
 
-    def _with_queued(self, first: bytes) -> bytes:
-        """``first`` followed by every frame queued behind it, as one write."""
-        batch = [first]
-        while True:
-            try:
-                batch.append(self._outbox.receive_nowait())
-            except trio.WouldBlock:
-                return first if len(batch) == 1 else b"".join(batch)
+    def _take_outbox(self) -> bytes:
+        """Every frame queued, as one write, less those nobody waits for any
+        more: a request that timed out before it was sent (this process fell
+        behind) would only add to the node's queue."""
+        frames = []
+        waiting = self._waiters
+        while self._outbox:
+            correlation_id, data = self._outbox.popleft()
+            if correlation_id in waiting:
+                frames.append(data)
+        self._taken = self._last_id
+        return frames[0] if len(frames) == 1 else b"".join(frames)
 
     def _finish(self, reason: str) -> None:
         self._ended = reason
         lost_requests = bool(self._waiters) and not self._owner_knows
-        self._outbox_in.close()
-        self._outbox.close()
+        self._outbox.clear()
         for waiter in self._waiters.values():
             waiter.done.set()  # no reply: the request raises ConnectionLost
         self._waiters.clear()
         self._on_closed(self, reason, lost_requests)
+
+
+def _unread_bytes(stream: trio.abc.Stream) -> int:
+    """Bytes the kernel holds for us on ``stream``'s socket, not yet read
+    (FIONREAD, tcp(7)); 0 when that cannot be known."""
+    transport = getattr(stream, "transport_stream", stream)
+    sock = getattr(transport, "socket", None)
+    if sock is None:
+        return 0
+    try:
+        answer = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int.from_bytes(answer, sys.byteorder, signed=True)
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -1,10 +1,14 @@
 """What can go wrong on the host-protocol link, and the XKS error for each.
 
-Two kinds of failure, kept apart because they are handled apart::
+Three kinds of failure, kept apart because they are handled apart::
 
     NodeFailure              the node could not be used at all: the request
     ├── ConnectFailed        may be retried on another node (backend.py)
     └── ConnectionLost
+
+    DeadlinePassed           no reply by the request's deadline: never
+                             retried (the time is spent), answered
+                             DependencyTimeoutException
 
     an ER code in a reply    the node answered: never retried, mapped to an
                              XKS error by ``raise_for_result``
@@ -43,6 +47,10 @@ class ConnectFailed(NodeFailure):
 
 class ConnectionLost(NodeFailure):
     """The connection ended before the reply came."""
+
+
+class DeadlinePassed(Exception):
+    """The request's deadline passed before its reply came."""
 
 
 _XKS_ERROR_FOR: Final[Mapping[ErrorCode | None, type[XksError]]] = {

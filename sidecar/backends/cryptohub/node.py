@@ -19,11 +19,13 @@ TLS handshake failed, connect timed out) or when a connection ends with
 requests waiting on it, or when several requests in a row have timed out
 while nothing at all came back on their connection (``_SILENCE_LIMIT``: a
 hung node accepts requests and never answers; that connection is abandoned
-too). A connection that ends idle (the node's
-idle timeout) is not a failure. A down node is skipped by the backend's routing
-for a backoff that starts at ``node_backoff_s`` and doubles with each
-consecutive failure up to ``node_backoff_max_s``; once it has passed, the
-next request tries the node again, and its first reply marks the node up.
+too). Slow is not hung: a node whose replies still come, late, stays up, and
+so does one whose replies wait unread because this process is overloaded.
+A connection that ends idle (the node's idle timeout) is not a failure.
+A down node is skipped by the backend's routing for a backoff that starts at
+``node_backoff_s`` and doubles with each consecutive failure up to
+``node_backoff_max_s``; once it has passed, the next request tries the node
+again, and its first reply marks the node up.
 The health probe ignores the mark and always tries.
 """
 
@@ -40,7 +42,8 @@ from sidecar.backends.cryptohub.connection import (
     Reply,
     describe_failure,
 )
-from sidecar.backends.cryptohub.errors import ConnectFailed
+from sidecar.backends.cryptohub.deadlines import DeadlineReaper
+from sidecar.backends.cryptohub.errors import ConnectFailed, DeadlinePassed
 from sidecar.backends.cryptohub.protocol import Fields
 from sidecar.backends.cryptohub.settings import CryptoHubSettings, NodeSettings
 from sidecar.backends.cryptohub.tls import client_tls_context, connect_tls
@@ -52,9 +55,9 @@ _MAX_DOUBLINGS: Final = 16
 # Requests in a row that ended without a reply, and without any other reply
 # arriving on their connection while they waited, before the node counts as
 # hung. One is a slow moment; several in a row is a node that stopped
-# answering. Chosen, not measured. (A stall of our own process longer than the
-# deadline can look the same: the replies sit unread. The cost is one
-# backoff's worth of failover.)
+# answering. Chosen, not measured. A stall of our own process (overload) does
+# not count: replies waiting unread in the socket, or requests not yet sent,
+# show that the silence is ours.
 _SILENCE_LIMIT: Final = 3
 
 
@@ -62,13 +65,18 @@ class Node:
     """A node's connection pool and up/down state."""
 
     def __init__(
-        self, settings: NodeSettings, config: CryptoHubSettings, nursery: trio.Nursery
+        self,
+        settings: NodeSettings,
+        config: CryptoHubSettings,
+        nursery: trio.Nursery,
+        deadlines: DeadlineReaper,
     ) -> None:
         self.settings = settings
         self.name = settings.name
         self._tls = client_tls_context(settings)  # reads the files once, here
         self._config = config
         self._nursery = nursery
+        self._deadlines = deadlines
         self._connections: list[HostConnection] = []
         self._opening: trio.Event | None = None
         self._open_scope: trio.CancelScope | None = None
@@ -86,15 +94,18 @@ class Node:
     def in_flight(self) -> int:
         return sum(connection.in_flight for connection in self._connections)
 
-    async def request(self, command: str, fields: Fields) -> Reply:
+    async def request(
+        self, command: str, fields: Fields, deadline: float = math.inf
+    ) -> Reply:
         """One request over the pool; ConnectFailed or ConnectionLost if the
-        node cannot carry it. Bounded only by the caller's cancel scope."""
-        connection = await self._connection()
+        node cannot carry it, DeadlinePassed at ``deadline`` (Trio time).
+        The caller's cancel scope bounds it too."""
+        connection = await self._connection(deadline)
         heard_before = connection.replies_received
         try:
-            reply = await connection.request(command, fields)
-        except trio.Cancelled:
-            if connection.replies_received == heard_before:
+            reply = await connection.request(command, fields, deadline)
+        except (DeadlinePassed, trio.Cancelled):
+            if connection.heard_nothing_since(heard_before):
                 self._note_silence(connection)
             raise
         self._unanswered = 0
@@ -110,7 +121,7 @@ class Node:
         for connection in list(self._connections):
             connection.shutdown()
 
-    async def _connection(self) -> HostConnection:
+    async def _connection(self, deadline: float) -> HostConnection:
         if self._closed:
             raise ConnectFailed(f"node {self.name}: the backend is closed")
         chosen = self._least_busy()
@@ -122,7 +133,10 @@ class Node:
         opened = self._open_in_background()
         if chosen is not None:
             return chosen
-        await opened.wait()
+        with trio.move_on_at(deadline):
+            await opened.wait()
+        if not opened.is_set():
+            raise DeadlinePassed(f"node {self.name}: no connection in time")
         chosen = self._least_busy()
         if chosen is None:
             raise ConnectFailed(f"node {self.name}: {self._last_failure}")
@@ -162,7 +176,11 @@ class Node:
             self._mark_down(f"connect failed: {describe_failure(exc)}")
             return
         connection = HostConnection(
-            stream, self.name, self._config.max_frame_bytes, self._connection_ended
+            stream,
+            self.name,
+            self._config.max_frame_bytes,
+            self._connection_ended,
+            self._deadlines,
         )
         self._connections.append(connection)
         self._nursery.start_soon(connection.run)
@@ -189,10 +207,12 @@ class Node:
             )
 
     def _note_silence(self, connection: HostConnection) -> None:
-        """A request on ``connection`` was cancelled (its deadline, mostly)
-        and nothing at all came back on the connection while it waited;
-        enough in a row and the node counts as hung. A node that answers
-        other requests meanwhile is slow, not hung, and is left alone."""
+        """A request on ``connection`` gave up (its deadline, mostly) and
+        nothing at all came back on the connection while it waited, though
+        it had been sent; enough in a row and the node counts as hung. A
+        node that answers other requests meanwhile is slow, not hung, and is
+        left alone; so is one whose replies sit unread because this process
+        fell behind (``HostConnection.heard_nothing_since``)."""
         self._unanswered += 1
         if self._unanswered < _SILENCE_LIMIT:
             return

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sidecar.backends.base import BackendStartupError
 from simulator.hostproto.codec import DEFAULT_MAX_FRAME_BYTES
 
 
-class CryptoHubConfigError(ValueError):
+class CryptoHubConfigError(BackendStartupError, ValueError):
     """A CryptoHub backend setting is unusable."""
 
 

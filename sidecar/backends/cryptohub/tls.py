@@ -6,18 +6,19 @@ node's certificate verified against that node's configured CA alone (no
 system trust store) and checked against its TLS server name, and the
 sidecar's client certificate presented, since the node requires one.
 
-The stdlib ``ssl`` module through ``trio.SSLStream`` is enough here: the
-sidecar is the client, and the client needs no per-connection verification
-callback beyond what ``check_hostname`` already does.
+The stdlib ``ssl`` module is enough here: the sidecar is the client, and the
+client needs no per-connection verification callback beyond what
+``check_hostname`` already does. The stream is ``tls_stream.HostTlsStream``,
+a lean stand-in for ``trio.SSLStream``; renegotiation is refused, which that
+stream relies on.
 """
 
 from __future__ import annotations
 
 import ssl
 
-import trio
-
 from sidecar.backends.cryptohub.settings import CryptoHubConfigError, NodeSettings
+from sidecar.backends.cryptohub.tls_stream import HostTlsStream, open_host_tls_stream
 
 _TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
@@ -36,12 +37,11 @@ def client_tls_context(node: NodeSettings) -> ssl.SSLContext:
         ) from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(_TLS12_CIPHERS)
+    context.options |= ssl.OP_NO_RENEGOTIATION
     return context
 
 
-async def connect_tls(
-    node: NodeSettings, context: ssl.SSLContext
-) -> trio.SSLStream[trio.SocketStream]:
+async def connect_tls(node: NodeSettings, context: ssl.SSLContext) -> HostTlsStream:
     """A TCP connection to ``node`` with the TLS handshake done.
 
     Raises OSError (TCP) or trio.BrokenResourceError (TLS); the caller bounds
@@ -49,11 +49,6 @@ async def connect_tls(
     the handshake has finished, so a refused client certificate shows up on
     the first read, as a lost connection, not here.
     """
-    tcp = await trio.open_tcp_stream(node.host, node.port)
-    stream = trio.SSLStream(tcp, context, server_hostname=node.tls_server_name)
-    try:
-        await stream.do_handshake()
-    except BaseException:
-        await trio.aclose_forcefully(tcp)
-        raise
-    return stream
+    return await open_host_tls_stream(
+        node.host, node.port, context, node.tls_server_name
+    )

@@ -30,6 +30,7 @@ from typing import Any
 import pkcs11
 from pkcs11.exceptions import PKCS11Error
 
+from sidecar.backends.base import BackendStartupError
 from sidecar.backends.pkcs11.cryptoki import (
     CKR_CRYPTOKI_ALREADY_INITIALIZED,
     CKR_OK,
@@ -40,7 +41,7 @@ from sidecar.backends.pkcs11.cryptoki import (
 logger = logging.getLogger("sidecar.backends.pkcs11")
 
 
-class Pkcs11ModuleError(Exception):
+class Pkcs11ModuleError(BackendStartupError):
     """The PKCS#11 library cannot be loaded or initialised."""
 
 

@@ -1,0 +1,196 @@
+"""The client side of one host-protocol TLS connection, without the layers.
+
+``trio.SSLStream`` over ``trio.SocketStream`` is general: any number of
+tasks, renegotiation, locks and conflict detectors, and a scheduler round
+trip after every socket call even when it did not block. On the host link
+that was about a third of the sidecar's CPU per HSM command (profiled with
+tests/bench/stack_bench.py, docs/performance.md). This stream serves exactly
+what ``HostConnection`` does: one task receiving and one task sending, at the
+same time. It runs the stdlib ``ssl.SSLObject`` over memory BIOs on the raw
+non-blocking socket, and waits (``trio.lowlevel.wait_readable`` and
+``wait_writable``) only when the socket would block.
+
+Reads can make TLS output too (a TLS 1.3 KeyUpdate answer, an alert). All
+output goes through ``_flush``, run by one task at a time: a task that finds
+another one flushing leaves its bytes to it, since that task sends until the
+outgoing BIO is empty. So ``send_all`` may return with its records handed to
+the other task rather than to the kernel; the order on the wire is kept.
+
+Renegotiation is refused in the context (``tls.py``), so no read ever has
+to wait for a write of ours, or a write for a read. TLS errors become
+``trio.BrokenResourceError`` with the ``ssl.SSLError`` as cause, as with
+``trio.SSLStream``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from typing import Final
+
+import trio
+
+_RECEIVE_BYTES: Final = 65536  # one read's worth; a default-size frame fits
+# Socket calls that did not block between two yields to the scheduler, so a
+# node that keeps the socket full cannot starve the other tasks. Chosen, not
+# measured.
+_YIELD_EVERY: Final = 16
+
+
+class HostTlsStream(trio.abc.Stream):
+    """Client TLS over a connected socket; ``do_handshake`` first."""
+
+    def __init__(
+        self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str
+    ) -> None:
+        sock.setblocking(False)
+        self.socket = sock  # public: the connection asks it for unread bytes
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(
+            self._incoming, self._outgoing, server_hostname=server_hostname
+        )
+        self._unsent = memoryview(b"")
+        self._flushing = False
+        self._closed = False
+        self._calls = 0  # socket calls that did not block since the last yield
+
+    async def do_handshake(self) -> None:
+        """Run the TLS handshake; BrokenResourceError if it fails."""
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._flush()
+                await self._fill()
+            except ssl.SSLError as exc:
+                await self._flush_quietly()  # our alert, if any
+                raise trio.BrokenResourceError(f"TLS handshake: {exc}") from exc
+        await self._flush()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Application data, or b"" once the node sent close_notify."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                data = self._tls.read(max_bytes or _RECEIVE_BYTES)
+            except ssl.SSLWantReadError:
+                await self._fill()
+                continue
+            except ssl.SSLZeroReturnError:
+                return b""
+            except ssl.SSLError as exc:
+                await self._flush_quietly()
+                raise trio.BrokenResourceError(f"TLS: {exc}") from exc
+            if self._outgoing.pending:
+                await self._flush()
+            return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_open()
+        try:
+            self._tls.write(data)
+        except ssl.SSLError as exc:
+            raise trio.BrokenResourceError(f"TLS: {exc}") from exc
+        await self._flush()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.wait_writable(self.socket)
+
+    async def aclose(self) -> None:
+        """Close now, with a close_notify if the socket takes it at once."""
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        # It wants the peer's close_notify, which we do not wait for.
+        with contextlib.suppress(ssl.SSLError, ValueError):
+            self._tls.unwrap()
+        with contextlib.suppress(OSError):
+            self.socket.send(self._unsent.tobytes() + self._outgoing.read())
+        trio.lowlevel.notify_closing(self.socket)
+        self.socket.close()
+        await trio.lowlevel.checkpoint()
+
+    async def _fill(self) -> None:
+        """Feed the node's next bytes to the TLS object."""
+        while True:
+            self._check_open()
+            try:
+                data = self.socket.recv(_RECEIVE_BYTES)
+            except BlockingIOError:
+                self._calls = 0
+                await trio.lowlevel.wait_readable(self.socket)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket: {exc}") from exc
+            if data:
+                self._incoming.write(data)
+            else:
+                self._incoming.write_eof()
+            await self._yield_now_and_then()
+            return
+
+    async def _flush(self) -> None:
+        """Send everything the TLS object has written (see the docstring)."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            while self._unsent or self._outgoing.pending:
+                if not self._unsent:
+                    self._unsent = memoryview(self._outgoing.read())
+                await self._send_some()
+        finally:
+            self._flushing = False
+
+    async def _send_some(self) -> None:
+        self._check_open()
+        try:
+            sent = self.socket.send(self._unsent)
+        except BlockingIOError:
+            self._calls = 0
+            await trio.lowlevel.wait_writable(self.socket)
+            return
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"socket: {exc}") from exc
+        self._unsent = self._unsent[sent:]
+        await self._yield_now_and_then()
+
+    async def _yield_now_and_then(self) -> None:
+        # Shielded: the bytes are already received or sent.
+        self._calls += 1
+        if self._calls >= _YIELD_EVERY:
+            self._calls = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def _flush_quietly(self) -> None:
+        try:
+            with trio.move_on_after(1.0):
+                await self._flush()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the TLS stream is closed")
+
+
+async def open_host_tls_stream(
+    host: str, port: int, context: ssl.SSLContext, server_hostname: str
+) -> HostTlsStream:
+    """A TCP connection (Trio's, with TCP_NODELAY) wrapped in TLS, handshake
+    done. OSError for TCP failures, BrokenResourceError for TLS ones."""
+    tcp = await trio.open_tcp_stream(host, port)
+    # The file descriptor leaves the Trio socket, options and all.
+    sock = socket.socket(fileno=tcp.socket.detach())
+    stream = HostTlsStream(sock, context, server_hostname)
+    try:
+        await stream.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return stream
