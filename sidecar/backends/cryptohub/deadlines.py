@@ -13,7 +13,7 @@ a request waits for is one event (its reply), so instead:
   registered, and expires whatever is past its deadline, which wakes the
   request; it sleeps on an event while nothing is.
 
-The price: a deadline fires up to one tick late (5 ms against a 150 ms
+The price: a deadline fires up to one tick late (10 ms against a 150 ms
 deadline and KMS's 250 ms). A request that got its reply stays in the heap
 until its deadline passes, then is dropped; expiring it is a no-op. Waiting
 for a connection to open is rare and keeps its own cancel scope
@@ -29,8 +29,8 @@ from typing import Final, Protocol
 import trio
 
 # How late a deadline may fire; chosen, not measured: small against the
-# 150 ms default deadline, and at most 200 wake-ups a second under load.
-DEFAULT_TICK_S: Final = 0.005
+# 150 ms default deadline, and at most 100 wake-ups a second under load.
+DEFAULT_TICK_S: Final = 0.010
 
 
 class Expirable(Protocol):
