@@ -32,6 +32,7 @@ async def test_each_request_leaves_one_json_line_with_its_context(stack: Stack) 
                 "foo", b"logged", metadata=request_metadata(request_id=request_id)
             )
         )
+        fleet = expect_ok(await xks.health())["ekmFleetDetails"]
     records = await request_log_records(stack, request_id)
 
     assert len(records) == 1, records
@@ -44,6 +45,7 @@ async def test_each_request_leaves_one_json_line_with_its_context(stack: Stack) 
     assert record["status"] == 200
     assert isinstance(record["latency_ms"], int | float)
     assert record["latency_ms"] >= 0
+    assert record["hsm_node"] in [node["id"] for node in fleet]
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from typing import Final, TypeVar
 
 import trio
 
+from sidecar.audit import note_hsm_node
 from sidecar.backends.base import GcmResult, KeyDescription, NodeStatus
 from sidecar.backends.cryptohub.connection import Reply
 from sidecar.backends.cryptohub.deadlines import DeadlineReaper
@@ -161,6 +162,7 @@ class CryptoHubBackend:
         for node in self._nodes:
             if node.is_down(trio.current_time()):
                 continue
+            note_hsm_node(node.name)  # the audit line names the node tried last
             try:
                 return await node.request(command, fields, deadline)
             except NodeFailure as exc:

@@ -35,6 +35,7 @@ from typing import Final, TypeVar
 
 import trio
 
+from sidecar.audit import note_hsm_node
 from sidecar.backends.base import GcmResult, KeyDescription, NodeStatus
 from sidecar.backends.describe_cache import DescribeCache
 from sidecar.backends.pkcs11 import operations
@@ -208,6 +209,7 @@ class Pkcs11Backend:
         self, operation: str, work: Callable[[Lease], T], timeout_s: float | None = None
     ) -> T:
         self._require_open()
+        note_hsm_node(self._settings.token_name)
         timeout = self._settings.call_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
         with trio.move_on_after(timeout):
