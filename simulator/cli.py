@@ -27,6 +27,7 @@ from simulator.app import BoundPorts, run_simulator
 from simulator.config import ConfigError, SimulatorConfig, load_config
 from simulator.console import ConsoleSetupError
 from simulator.errors import SimulatorError
+from simulator.logformat import LineFormatter
 from simulator.masterkey import generate_master_key_file
 
 log = logging.getLogger("simulator")
@@ -80,11 +81,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LineFormatter())
+    logging.basicConfig(level=level, handlers=[handler])
     # asyncssh narrates every packet exchange at INFO; the console logs the
     # events that matter (logins, refusals) itself.
     logging.getLogger("asyncssh").setLevel(logging.WARNING)

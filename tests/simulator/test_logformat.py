@@ -1,0 +1,34 @@
+"""The simulator's log lines: the same bytes as logging's stock format."""
+
+from __future__ import annotations
+
+import logging
+
+from simulator.logformat import LINE_FORMAT, LineFormatter
+
+
+def _record(created: float) -> logging.LogRecord:
+    record = logging.LogRecord(
+        "simulator.server", logging.INFO, __file__, 1, "command=GCEN code=00", (), None
+    )
+    record.created = created
+    record.msecs = (created - int(created)) * 1000
+    return record
+
+
+def test_lines_match_the_stock_formatter_within_and_across_seconds() -> None:
+    cached, stock = LineFormatter(), logging.Formatter(LINE_FORMAT)
+    moments = [1_700_000_000.001, 1_700_000_000.999, 1_700_000_001.5, 1_700_003_600.25]
+
+    for created in moments:
+        record = _record(created)
+        assert cached.format(record) == stock.format(record)
+
+
+def test_a_new_second_gets_a_new_date() -> None:
+    formatter = LineFormatter()
+
+    first = formatter.format(_record(1_700_000_000.5))
+    later = formatter.format(_record(1_700_000_061.5))
+
+    assert first.split(",")[0] != later.split(",")[0]
