@@ -26,14 +26,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from pkcs11.exceptions import PKCS11Error
-
 from sidecar.backends.pkcs11 import cli_common
-from sidecar.backends.pkcs11.cryptoki import Pkcs11CallError
 from sidecar.backends.pkcs11.keyadmin import AdminError, KeyAdmin, KeyInfo, parse_usages
-from sidecar.backends.pkcs11.module import Pkcs11ModuleError
-from sidecar.backends.pkcs11.pin import PinSourceError
-from sidecar.backends.pkcs11.pool import LoginRefused
 
 _USAGE_ORDER: Final = ("ENCRYPT", "DECRYPT", "WRAP", "UNWRAP")
 
@@ -121,14 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cli_common.key_admin(module, args) as admin,
         ):
             print(_run(admin, args))
-    except (
-        AdminError,
-        PinSourceError,
-        LoginRefused,
-        Pkcs11ModuleError,
-        Pkcs11CallError,
-        PKCS11Error,
-    ) as exc:
+    except cli_common.REFUSALS as exc:
         return cli_common.refused(exc)
     return cli_common.OK
 

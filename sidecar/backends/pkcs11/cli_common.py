@@ -13,21 +13,37 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+from pkcs11.exceptions import PKCS11Error
+
 from sidecar.backends.pkcs11.attributes import attribute_mapper
+from sidecar.backends.pkcs11.cryptoki import Pkcs11CallError
 from sidecar.backends.pkcs11.keyadmin import AdminError, KeyAdmin
 from sidecar.backends.pkcs11.module import (
     LoadedModule,
+    Pkcs11ModuleError,
     acquire_module,
     release_module,
 )
-from sidecar.backends.pkcs11.pin import Pin, read_pin_env, read_pin_file
-from sidecar.backends.pkcs11.pool import TokenSelector, open_logged_in
+from sidecar.backends.pkcs11.pin import Pin, PinSourceError, read_pin_env, read_pin_file
+from sidecar.backends.pkcs11.pool import LoginRefused, TokenSelector, open_logged_in
 from sidecar.backends.pkcs11.settings import KeyIdAttribute
 
 # Exit statuses, as the simulator's console has them.
 OK: Final = 0
 REFUSED: Final = 1  # no such key, label taken, PKCS#11 failure, ...
 USAGE: Final = 2  # argparse's own status for a wrong command line
+
+
+# What the admin tools report as "refused" (one line, exit 1): the operator's
+# mistakes and the token's answers, never a bug's traceback.
+REFUSALS: Final = (
+    AdminError,
+    PinSourceError,
+    LoginRefused,
+    Pkcs11ModuleError,
+    Pkcs11CallError,
+    PKCS11Error,
+)
 
 
 def add_token_arguments(parser: argparse.ArgumentParser) -> None:

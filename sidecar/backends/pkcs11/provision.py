@@ -26,14 +26,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from pkcs11 import TokenFlag
-from pkcs11.exceptions import NoSuchToken, PKCS11Error
+from pkcs11.exceptions import NoSuchToken
 
 from sidecar.backends.pkcs11 import cli_common
-from sidecar.backends.pkcs11.cryptoki import Pkcs11CallError
 from sidecar.backends.pkcs11.keyadmin import AdminError, KeyAdmin
-from sidecar.backends.pkcs11.module import LoadedModule, Pkcs11ModuleError
-from sidecar.backends.pkcs11.pin import Pin, PinSourceError
-from sidecar.backends.pkcs11.pool import LoginRefused
+from sidecar.backends.pkcs11.module import LoadedModule
+from sidecar.backends.pkcs11.pin import Pin
 
 CONFORMANCE_KEYS: Final[tuple[tuple[str, frozenset[str]], ...]] = (
     ("foo", frozenset({"ENCRYPT", "DECRYPT"})),
@@ -114,14 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _ensure_token(module, args)
             with cli_common.key_admin(module, args) as admin:
                 print("\n".join(provision(admin)))
-    except (
-        AdminError,
-        PinSourceError,
-        LoginRefused,
-        Pkcs11ModuleError,
-        Pkcs11CallError,
-        PKCS11Error,
-    ) as exc:
+    except cli_common.REFUSALS as exc:
         return cli_common.refused(exc)
     return cli_common.OK
 
