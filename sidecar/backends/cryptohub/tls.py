@@ -8,9 +8,9 @@ sidecar's client certificate presented, since the node requires one.
 
 The stdlib ``ssl`` module is enough here: the sidecar is the client, and the
 client needs no per-connection verification callback beyond what
-``check_hostname`` already does. The stream is ``tls_stream.HostTlsStream``,
-a lean stand-in for ``trio.SSLStream``; renegotiation is refused, which that
-stream relies on.
+``check_hostname`` already does. The stream is
+``sidecar.client_tls.ClientTlsStream``, a lean stand-in for
+``trio.SSLStream``; renegotiation is refused, which that stream relies on.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import ssl
 
 from sidecar.backends.cryptohub.settings import CryptoHubConfigError, NodeSettings
-from sidecar.backends.cryptohub.tls_stream import HostTlsStream, open_host_tls_stream
+from sidecar.client_tls import ClientTlsStream, open_client_tls_stream
 
 _TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
@@ -41,7 +41,7 @@ def client_tls_context(node: NodeSettings) -> ssl.SSLContext:
     return context
 
 
-async def connect_tls(node: NodeSettings, context: ssl.SSLContext) -> HostTlsStream:
+async def connect_tls(node: NodeSettings, context: ssl.SSLContext) -> ClientTlsStream:
     """A TCP connection to ``node`` with the TLS handshake done.
 
     Raises OSError (TCP) or trio.BrokenResourceError (TLS); the caller bounds
@@ -49,6 +49,6 @@ async def connect_tls(node: NodeSettings, context: ssl.SSLContext) -> HostTlsStr
     the handshake has finished, so a refused client certificate shows up on
     the first read, as a lost connection, not here.
     """
-    return await open_host_tls_stream(
+    return await open_client_tls_stream(
         node.host, node.port, context, node.tls_server_name
     )

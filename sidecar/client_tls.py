@@ -1,14 +1,15 @@
-"""The client side of one host-protocol TLS connection, without the layers.
+"""The client side of a TLS connection, without the layers.
 
 ``trio.SSLStream`` over ``trio.SocketStream`` is general: any number of
 tasks, renegotiation, locks and conflict detectors, and a scheduler round
 trip after every socket call even when it did not block. On the host link
 that was about a third of the sidecar's CPU per HSM command (profiled with
-tests/bench/stack_bench.py, docs/performance.md). This stream serves exactly
-what ``HostConnection`` does: one task receiving and one task sending, at the
-same time. It runs the stdlib ``ssl.SSLObject`` over memory BIOs on the raw
-non-blocking socket, and waits (``trio.lowlevel.wait_readable`` and
-``wait_writable``) only when the socket would block.
+tests/bench/stack_bench.py, docs/performance.md). This stream serves what
+the CryptoHub backend's ``HostConnection`` and the load tool's connections
+need: one task receiving and one task sending, at the same time. It runs the
+stdlib ``ssl.SSLObject`` over memory BIOs on the raw non-blocking socket,
+and waits (``trio.lowlevel.wait_readable`` and ``wait_writable``) only when
+the socket would block.
 
 Reads can make TLS output too (a TLS 1.3 KeyUpdate answer, an alert). All
 output goes through ``_flush``, run by one task at a time: a task that finds
@@ -16,8 +17,9 @@ another one flushing leaves its bytes to it, since that task sends until the
 outgoing BIO is empty. So ``send_all`` may return with its records handed to
 the other task rather than to the kernel; the order on the wire is kept.
 
-Renegotiation is refused in the context (``tls.py``), so no read ever has
-to wait for a write of ours, or a write for a read. TLS errors become
+The caller's context must refuse renegotiation (the CryptoHub backend's
+``tls.py`` does; TLS 1.3 has none), so no read ever has to wait for a write
+of ours, or a write for a read. TLS errors become
 ``trio.BrokenResourceError`` with the ``ssl.SSLError`` as cause, as with
 ``trio.SSLStream``.
 """
@@ -38,7 +40,7 @@ _RECEIVE_BYTES: Final = 65536  # one read's worth; a default-size frame fits
 _YIELD_EVERY: Final = 16
 
 
-class HostTlsStream(trio.abc.Stream):
+class ClientTlsStream(trio.abc.Stream):
     """Client TLS over a connected socket; ``do_handshake`` first."""
 
     def __init__(
@@ -179,15 +181,15 @@ class HostTlsStream(trio.abc.Stream):
             raise trio.ClosedResourceError("the TLS stream is closed")
 
 
-async def open_host_tls_stream(
+async def open_client_tls_stream(
     host: str, port: int, context: ssl.SSLContext, server_hostname: str
-) -> HostTlsStream:
+) -> ClientTlsStream:
     """A TCP connection (Trio's, with TCP_NODELAY) wrapped in TLS, handshake
     done. OSError for TCP failures, BrokenResourceError for TLS ones."""
     tcp = await trio.open_tcp_stream(host, port)
     # The file descriptor leaves the Trio socket, options and all.
     sock = socket.socket(fileno=tcp.socket.detach())
-    stream = HostTlsStream(sock, context, server_hostname)
+    stream = ClientTlsStream(sock, context, server_hostname)
     try:
         await stream.do_handshake()
     except BaseException:
