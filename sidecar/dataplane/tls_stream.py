@@ -11,12 +11,13 @@ it, then reads again, so it never needs a concurrent sender and receiver.
 Overlapping calls raise ``trio.BusyResourceError`` instead of corrupting the
 TLS state. Per-call overhead matters (the listener aims at 1,800 requests/s on
 two cores): a request costs one transport read, one ``SSL_read``, one
-``SSL_write`` and one transport write, with no extra task or lock.
+``SSL_write`` and one transport write, with no extra task or lock, and the
+record-layer calls bypass pyOpenSSL's wrappers (``tls_records``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import trio
@@ -25,6 +26,7 @@ from OpenSSL import SSL
 
 from sidecar.dataplane.messages import TlsInfo
 from sidecar.dataplane.tls import ServerTls
+from sidecar.dataplane.tls_records import TlsRecords
 from sidecar.dataplane.tls_verify import HandshakeNotes
 
 T = TypeVar("T")
@@ -32,8 +34,6 @@ T = TypeVar("T")
 # Up to four full TLS records per transport read; chosen without measuring.
 _TRANSPORT_READ = 64 * 1024
 _PLAINTEXT_READ = 64 * 1024
-# Below glibc's mmap threshold, so each bio_read buffer is a cheap malloc.
-_BIO_READ = 64 * 1024
 # How long aclose() waits to hand our close_notify to the kernel.
 _CLOSE_NOTIFY_TIMEOUT = 1.0
 
@@ -47,6 +47,7 @@ class TlsStream(trio.abc.Stream):
         self._conn = SSL.Connection(server_tls.context, None)
         self._conn.set_accept_state()
         self._conn.set_app_data(self.notes)
+        self._records = TlsRecords(self._conn)
         self._busy = False
         self._usable = True  # False after a TLS error or close
         self._eof = False
@@ -58,7 +59,7 @@ class TlsStream(trio.abc.Stream):
         On failure the alert OpenSSL produced has already been sent.
         """
         try:
-            await self._guarded(self._conn.do_handshake, flush=True)
+            await self._guarded(lambda: self._drive(self._conn.do_handshake))
         except SSL.ZeroReturnError as exc:
             # The peer closed before finishing the handshake: a load-balancer
             # TCP probe or a port scan, not an error of ours.
@@ -86,14 +87,33 @@ class TlsStream(trio.abc.Stream):
             return b""
         size = max_bytes or _PLAINTEXT_READ
         try:
-            return await self._guarded(lambda: self._conn.recv(size), flush=False)
+            return await self._guarded(lambda: self._read(size))
         except SSL.ZeroReturnError:  # close_notify, or TCP EOF (see tls.py)
             self._eof = True
             return b""
 
+    async def _read(self, size: int) -> bytes:
+        # ``_drive`` for reads, without an exception per request: every
+        # request ends with a read that finds nothing (``TlsRecords.read``).
+        # Output of a read that completed stays in the BIO until the next
+        # send, wait or close: a TLS 1.3 KeyUpdate answer need only precede
+        # our next application data (RFC 8446 section 4.6.3).
+        while True:
+            try:
+                data = self._records.read(size)
+            except (SSL.ZeroReturnError, SSL.WantReadError):
+                raise
+            except SSL.Error:
+                await self._flush_alert()
+                raise
+            if data is not None:
+                return data
+            await self._flush()
+            await self._fill()
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if data:
-            await self._guarded(lambda: self._conn.sendall(data), flush=True)
+            await self._guarded(lambda: self._drive(lambda: self._records.write(data)))
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.transport.wait_send_all_might_not_block()
@@ -119,14 +139,16 @@ class TlsStream(trio.abc.Stream):
         finally:
             await self.transport.aclose()
 
-    async def _guarded(self, operation: Callable[[], T], *, flush: bool) -> T:
+    async def _guarded(self, run: Callable[[], Awaitable[T]]) -> T:
+        """``await run()`` with the stream marked busy; TLS errors become
+        ``trio.BrokenResourceError`` (but ZeroReturnError, the peer's close)."""
         if self._busy:
             raise trio.BusyResourceError("TlsStream serves one task at a time")
         if not self._usable:
             raise trio.ClosedResourceError("TLS stream is closed or broken")
         self._busy = True
         try:
-            return await self._drive(operation, flush=flush)
+            return await run()
         except SSL.ZeroReturnError:
             raise
         except SSL.Error as exc:
@@ -135,15 +157,12 @@ class TlsStream(trio.abc.Stream):
         finally:
             self._busy = False
 
-    async def _drive(self, operation: Callable[[], T], *, flush: bool) -> T:
-        """Run ``operation`` until it completes, feeding it the peer's bytes.
+    async def _drive(self, operation: Callable[[], T]) -> T:
+        """Run ``operation`` (handshake, write) until it completes, feeding it
+        the peer's bytes, then send what it wrote.
 
         Whatever OpenSSL wrote is always sent before we wait for the peer,
         who may be waiting for it (an alert refusing renegotiation, say).
-        ``flush=False`` (reads) leaves output of a read that completed in the
-        BIO until the next send, wait or close: a TLS 1.3 KeyUpdate answer need
-        only precede our next application data (RFC 8446 section 4.6.3). That
-        saves a failed ``bio_read``, a few microseconds, per request.
         """
         while True:
             try:
@@ -157,8 +176,7 @@ class TlsStream(trio.abc.Stream):
                 await self._flush_alert()
                 raise
             else:
-                if flush:
-                    await self._flush()
+                await self._flush()
                 return result
 
     async def _fill(self) -> None:
@@ -170,7 +188,7 @@ class TlsStream(trio.abc.Stream):
             self._usable = False
             raise
         if data:
-            self._conn.bio_write(data)
+            self._records.feed(bytes(data))
         else:
             self._conn.bio_shutdown()
 
@@ -187,16 +205,7 @@ class TlsStream(trio.abc.Stream):
             raise
 
     def _pending_output(self) -> bytes:
-        chunks: list[bytes] = []
-        while True:
-            try:
-                chunk = self._conn.bio_read(_BIO_READ)
-            except SSL.WantReadError:
-                break
-            chunks.append(chunk)
-            if len(chunk) < _BIO_READ:  # a memory BIO returns all it has
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._records.take_output()
 
     async def _flush_alert(self) -> None:
         # A failed handshake leaves its fatal alert (handshake_failure for a
