@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
 
 from sidecar import audit
 from sidecar.audit import AuditRecord, JsonLineFormatter, TextLineFormatter
@@ -77,3 +79,53 @@ def test_text_format_shows_the_audit_fields_as_pairs() -> None:
     )
 
     assert line.endswith("xks request outcome=ok status=200")
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _emitted_lines(count: int, pause: float = 0.0) -> list[logging.LogRecord]:
+    keep = _Keep()
+    logger = logging.getLogger(audit.AUDIT_LOGGER_NAME)
+    logger.addHandler(keep)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        for _ in range(count):
+            audit.emit(AuditRecord(None, None), "ok", 200, 1.0)
+            time.sleep(pause)
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(old_level)
+    return keep.records
+
+
+def test_each_request_line_carries_its_own_time_and_fields() -> None:
+    import threading
+    before = time.time()
+    first, second = _emitted_lines(2, pause=0.02)
+
+    assert before <= first.created < second.created <= time.time()
+    assert second.created - first.created >= 0.02
+    assert second.relativeCreated - first.relativeCreated >= 20
+    assert first.msecs == int((first.created % 1) * 1000)
+    assert first.audit is not second.audit  # type: ignore[attr-defined]
+    assert first.getMessage() == "xks request"
+    assert (first.name, first.levelname) == (audit.AUDIT_LOGGER_NAME, "INFO")
+    assert first.thread == threading.get_ident()
+
+
+def test_request_line_from_another_thread_names_that_thread() -> None:
+    lines: list[logging.LogRecord] = []
+    worker = threading.Thread(target=lambda: lines.extend(_emitted_lines(1)))
+    worker.start()
+    worker.join()
+
+    assert lines[0].thread == worker.ident
+    assert lines[0].thread != threading.get_ident()
