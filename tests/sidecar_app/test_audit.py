@@ -107,7 +107,6 @@ def _emitted_lines(count: int, pause: float = 0.0) -> list[logging.LogRecord]:
 
 
 def test_each_request_line_carries_its_own_time_and_fields() -> None:
-    import threading
     before = time.time()
     first, second = _emitted_lines(2, pause=0.02)
 
