@@ -8,6 +8,9 @@ the suite does not need:
 
 * ``workers``: adds ``workers = N`` to ``[server]``, the sidecar's
   several-process mode;
+* ``quota`` and ``max_in_flight``: the dev keystore's
+  ``max_requests_per_second`` and ``[server] max_in_flight``, the sidecar's
+  overload protection, for measuring what happens past the sustainable rate;
 * ``profile_dir``: runs each service under cProfile with a CPU-time clock
   (``cpu_profile``), so a profile of the whole run is written when the
   service exits (SIGTERM is a graceful stop for both).
@@ -56,10 +59,32 @@ def _secret_file(path: Path, content: str) -> Path:
     return path
 
 
-def _with_workers(config: str, workers: int | None) -> str:
-    if workers is None:
-        return config
-    return config.replace("[server]\n", f"[server]\nworkers = {workers}\n", 1)
+@dataclass(frozen=True)
+class Tuning:
+    """Sidecar settings a benchmark varies; None leaves the default."""
+
+    workers: int | None = None
+    quota: int | None = None  # the dev keystore's max_requests_per_second
+    max_in_flight: int | None = None
+
+
+def _tuned(config: str, tuning: Tuning) -> str:
+    server = "".join(
+        f"{name} = {value}\n"
+        for name, value in (
+            ("workers", tuning.workers),
+            ("max_in_flight", tuning.max_in_flight),
+        )
+        if value is not None
+    )
+    config = config.replace("[server]\n", f"[server]\n{server}", 1)
+    if tuning.quota is not None:
+        dev = 'name = "dev"\n'
+        assert dev in config, "the e2e configuration has no dev keystore"
+        config = config.replace(
+            dev, f"{dev}max_requests_per_second = {tuning.quota}\n", 1
+        )
+    return config
 
 
 def _service(
@@ -89,7 +114,7 @@ def bench_stack(
     pki: Pki,
     workdir: Path,
     *,
-    workers: int | None = None,
+    tuning: Tuning = Tuning(),
     profile_dir: Path | None = None,
 ) -> Iterator[BenchStack]:
     """Start the simulator, then the sidecar; stop both on the way out."""
@@ -118,7 +143,7 @@ def bench_stack(
         running.callback(simulator.stop)
         hsm_port = simulator.start()["host"]
         config = sidecar_config(pki, hsm_port, keystores, secret_files)
-        (workdir / "sidecar.toml").write_text(_with_workers(config, workers))
+        (workdir / "sidecar.toml").write_text(_tuned(config, tuning))
         running.callback(sidecar.stop)
         ports = sidecar.start()
         assert simulator.child is not None

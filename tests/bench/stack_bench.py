@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.bench.stack_bench [--rate 1800] [--duration 60]
         [--connections 128] [--workers N] [--json PATH] [--profile DIR] [--smoke]
+        [--quota N] [--max-in-flight N]
 
 Mints a PKI into a temp folder, starts the simulator and the sidecar as the
 e2e suite does (``bench_stack``: real TLS, mTLS on both links, SigV4, ports
@@ -15,6 +16,12 @@ The measured window runs from the load tool's first progress line (one
 second into its timetable, so connection set-up and the warm-up Encrypts are
 outside it) to its last; the requests of the window are the answers those
 lines count. ``--smoke`` is 3 s at 50 requests/s, for the CI test.
+
+Overload: ``--quota N`` (the keystore's ``max_requests_per_second``) or
+``--max-in-flight N`` set the sidecar's overload protection; a run at twice
+the sustainable rate then also reports the overload verdict: every request
+answered within 250 ms (p99 of all answers, 429s included), the excess
+refused with ``ThrottlingException``, and no timeouts or other failures.
 
 Not a pytest test: figures depend on the machine, so they go to
 docs/performance.md, not into assertions. Exit status: the load tool's
@@ -38,7 +45,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fixtures.pki import mint
-from tests.bench.bench_stack import DEV_URI_PATH, BenchStack, bench_stack
+from tests.bench.bench_stack import DEV_URI_PATH, BenchStack, Tuning, bench_stack
 from tests.bench.proc_cpu import CpuSample, CpuTimes, own_cpu, sample_tree
 
 REPORT_FORMAT = "stack-bench-report/1"
@@ -174,6 +181,8 @@ def build_report(args: argparse.Namespace, ran: dict[str, Any]) -> dict[str, Any
             "duration_s": args.duration,
             "connections": args.connections,
             "workers": args.workers,
+            "quota": args.quota,
+            "max_in_flight": args.max_in_flight,
             "mix": load["settings"]["mix"],
         },
         "machine": {"cpus": os.cpu_count(), "loadavg_1m_after": os.getloadavg()[0]},
@@ -182,6 +191,35 @@ def build_report(args: argparse.Namespace, ran: dict[str, Any]) -> dict[str, Any
         "failures": _failures(load),
         "window": _cpu_figures(ran["window"]),
         "load_tool_cpu_us_per_request": load["client"]["cpu_us_per_request"],
+        "overload": _overload(args, load),
+    }
+
+
+# The issue's overload target: past the sustainable rate, every request is
+# still answered within KMS's 250 ms, and the excess is refused at once.
+_THROTTLED = "ThrottlingException"
+_KMS_TIMEOUT_MS = 250.0
+
+
+def _overload(args: argparse.Namespace, load: dict[str, Any]) -> dict[str, Any] | None:
+    """With an overload knob set: the verdict on the behaviour past it."""
+    if args.quota is None and args.max_in_flight is None:
+        return None
+    outcomes = load["outcomes"]
+    errors = dict(outcomes["errors"]["by_detail"])
+    throttled = errors.pop(_THROTTLED, 0)
+    unexpected = sum(errors.values()) + sum(
+        outcomes[kind]["total"]
+        for kind in ("invalid_responses", "timeouts", "transport_errors")
+    )
+    unexpected += outcomes["dropped_by_client"]
+    p99 = load["latency_ms"]["p99"]
+    passed = throttled > 0 and unexpected == 0 and p99 < _KMS_TIMEOUT_MS
+    return {
+        "verdict": "PASS" if passed else "FAIL",
+        "throttled": throttled,
+        "other_failures": unexpected,
+        "p99_ms_all_answers": p99,
     }
 
 
@@ -199,6 +237,13 @@ def render(report: dict[str, Any]) -> str:
         f"  failures  {report['failures']['total']}  "
         f"{json.dumps(report['failures']['by_kind'])}",
     ]
+    overload = report.get("overload")
+    if overload:
+        lines.append(
+            f"  overload  {overload['verdict']}: {overload['throttled']} answered "
+            f"{_THROTTLED}, {overload['other_failures']} other failures, p99 of "
+            f"all answers {overload['p99_ms_all_answers']:.1f} ms (< 250 ms)"
+        )
     cpu = window.get("cpu_us_per_request")
     if cpu:
         busy = window["cpu_cores_busy"]
@@ -224,6 +269,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--mix", help="the load tool's --mix (default: its own)")
     parser.add_argument("--workers", type=int, help="[server] workers of the sidecar")
+    parser.add_argument(
+        "--quota", type=int, help="the keystore's max_requests_per_second (overload)"
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int, help="[server] max_in_flight (overload)"
+    )
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--profile", type=Path, help="cProfile both services into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -259,9 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     pki = mint(workdir / "pki", fqdn="xks.example.test")
-    with bench_stack(
-        pki, workdir, workers=args.workers, profile_dir=args.profile
-    ) as stack:
+    tuning = Tuning(args.workers, args.quota, args.max_in_flight)
+    with bench_stack(pki, workdir, tuning=tuning, profile_dir=args.profile) as stack:
         return run_load(args, stack, workdir)
 
 
