@@ -32,6 +32,10 @@ def client_context(
     except (OSError, ssl.SSLError) as exc:
         raise TlsSetupError(f"cannot load CA file {ca_file}: {exc}") from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # The connections' TLS stream (sidecar.client_tls) cannot serve a
+    # renegotiation, where a read must wait for a write; TLS 1.3 has none,
+    # and HTTP/1.1 to an XKS proxy never needs one under TLS 1.2.
+    context.options |= ssl.OP_NO_RENEGOTIATION
     context.set_alpn_protocols(["http/1.1"])
     if client_cert is not None:
         _load_client_cert(context, client_cert, client_key)

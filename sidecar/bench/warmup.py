@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import trio
 
 from sidecar.bench.connection import TransportError
+from sidecar.bench.giveup import watching_give_up
 from sidecar.bench.outcome import Kind, Outcome
 from sidecar.bench.payloads import Body, Caller, Operation, build_pool, decrypt_body
 from sidecar.bench.slot import Slot
@@ -55,7 +56,7 @@ async def make_ciphertexts(
 ) -> None:
     """Send ``count`` Encrypts over all slots; keep a Decrypt for each ok."""
     bodies = iter(build_pool(caller, Operation.ENCRYPT, count))
-    async with trio.open_nursery() as nursery:
+    async with watching_give_up(slots), trio.open_nursery() as nursery:
         for slot in slots:
             nursery.start_soon(_encrypt_loop, slot, bodies, caller, host, result)
 
