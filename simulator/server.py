@@ -75,8 +75,14 @@ _KNOWN_COMMANDS = frozenset(Command)
 _UNKNOWN_BUCKET = "(unknown)"
 # A reply carries its request's ID exactly when that ID is valid, so the log
 # line takes it from there rather than checking the request's ID once more.
+# Tags as plain strings: reading an enum member costs about 0.24 us.
 _ID_TAG = Tag.ID.value
+_KL_TAG = Tag.KL.value
+_KU_TAG = Tag.KU.value
 _INVALID_BUCKET = "(invalid)"
+# The log line's "code=.. result=.." part per result code, made once:
+# ``code.value`` and ``code.name`` are enum descriptors, about 0.3 us each.
+_RESULT_TEXT = {code: f"code={code.value} result={code.name}" for code in ErrorCode}
 # A key reference is logged only if it looks like one (label or UUID alphabet).
 _LOGGABLE_KEY = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -293,9 +299,21 @@ class _Connection:
         return encode_frame(reply)
 
     async def _send(self, data: bytes) -> None:
+        # The lock only orders the writes of request tasks (latency faults);
+        # most sends find it free. ``trio.Lock.acquire`` yields to the
+        # scheduler even then, a round trip per read that cost more than
+        # the commands' own work; the stream still checkpoints when the
+        # socket would block and every few calls (tls_stream._YIELD_EVERY).
+        lock = self._send_lock
         try:
-            async with self._send_lock:
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:
+                await lock.acquire()
+            try:
                 await self._stream.send_all(data)
+            finally:
+                lock.release()
         except _CONNECTION_GONE:
             self.close("connection lost")
 
@@ -327,7 +345,7 @@ class _Connection:
             _log_command(
                 f"command peer={self.peer} command={reply.command} "
                 f"id={reply.get(_ID_TAG) or '-'} key={_key_reference(request)} "
-                f"code={code.value} result={code.name} "
+                f"{_RESULT_TEXT[code]} "
                 f"latency_ms={seconds * 1000:.1f} fault={fault} "
                 f"dropped={'yes' if dropped else 'no'}"
             )
@@ -351,7 +369,7 @@ def _stats_bucket(request: Frame | FrameError) -> str:
 def _key_reference(request: Frame | FrameError) -> str:
     if isinstance(request, FrameError):
         return "-"
-    value = request.get(Tag.KL) or request.get(Tag.KU)
+    value = request.get(_KL_TAG) or request.get(_KU_TAG)
     if value is None:
         return "-"
     return value if _LOGGABLE_KEY.fullmatch(value) else "(invalid)"

@@ -73,6 +73,11 @@ class ServerTlsStream(trio.abc.Stream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         await trio.lowlevel.checkpoint_if_cancelled()
+        if not (self._incoming.pending or self._incoming.eof or self._tls.pending()):
+            # Nothing received and nothing decrypted: ``read`` could only
+            # raise SSLWantReadError, an exception that costs microseconds
+            # to make, once per read of the connection.
+            await self._fill()
         while True:
             try:
                 data = self._tls.read(max_bytes or _RECEIVE_BYTES)

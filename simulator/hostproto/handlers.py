@@ -35,6 +35,7 @@ from simulator.hostproto.codec import (
     b64,
     reply_error,
     reply_ok,
+    valid_correlation_id,
 )
 from simulator.keystore import KeyInfo, KeyStore, KeyUsage
 
@@ -50,6 +51,11 @@ _USAGE_ORDER: Final = (
     KeyUsage.UNWRAP,
 )
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# The tags as plain strings: each command reads several, and reading a member
+# of an enum class (``Tag.KL``) costs about 0.24 us in Python 3.11.
+_ID, _KL, _KU, _KV = Tag.ID.value, Tag.KL.value, Tag.KU.value, Tag.KV.value
+_PT, _AD, _IV, _CT = Tag.PT.value, Tag.AD.value, Tag.IV.value, Tag.CT.value
+_TG, _DT = Tag.TG.value, Tag.DT.value
 
 
 @dataclass(frozen=True)
@@ -88,15 +94,15 @@ def handle(request: Frame, ctx: HandlerContext) -> Frame:
 
 
 def _check_correlation_id(request: Frame) -> None:
-    value = request.get(Tag.ID)
-    if value is not None and request.correlation_id is None:
+    value = request.get(_ID)
+    if value is not None and not valid_correlation_id(value):
         raise CodecError(
             ErrorCode.INVALID_FIELD, "field ID must be 1-16 letters or digits"
         )
 
 
 def _echo(request: Frame, ctx: HandlerContext) -> Frame:
-    data = request.optional_binary(Tag.DT)
+    data = request.optional_binary(_DT)
     if data is None:
         return reply_ok(request)
     return reply_ok(request, DT=b64(data))
@@ -125,8 +131,8 @@ def _key_info(request: Frame, ctx: HandlerContext) -> Frame:
 
 def _encrypt(request: Frame, ctx: HandlerContext) -> Frame:
     info = _resolve_key(request, ctx.store)
-    plaintext = request.binary(Tag.PT)
-    aad = request.optional_binary(Tag.AD)
+    plaintext = request.binary(_PT)
+    aad = request.optional_binary(_AD)
 
     result = ctx.crypto.encrypt(info.uuid, plaintext, aad)
     return reply_ok(
@@ -140,11 +146,11 @@ def _encrypt(request: Frame, ctx: HandlerContext) -> Frame:
 
 def _decrypt(request: Frame, ctx: HandlerContext) -> Frame:
     info = _resolve_key(request, ctx.store)
-    version = request.integer(Tag.KV)
-    iv = _exact_length(request, Tag.IV, IV_BYTES)
-    ciphertext = request.binary(Tag.CT)
-    tag = _exact_length(request, Tag.TG, TAG_BYTES)
-    aad = request.optional_binary(Tag.AD)
+    version = request.integer(_KV)
+    iv = _exact_length(request, _IV, IV_BYTES)
+    ciphertext = request.binary(_CT)
+    tag = _exact_length(request, _TG, TAG_BYTES)
+    aad = request.optional_binary(_AD)
 
     plaintext = ctx.crypto.decrypt(info.uuid, version, iv, ciphertext, tag, aad)
     return reply_ok(request, PT=b64(plaintext))
@@ -152,7 +158,7 @@ def _decrypt(request: Frame, ctx: HandlerContext) -> Frame:
 
 def _resolve_key(request: Frame, store: KeyStore) -> KeyInfo:
     """The key named by exactly one of KL (label) and KU (UUID)."""
-    label, key_uuid = request.get(Tag.KL), request.get(Tag.KU)
+    label, key_uuid = request.get(_KL), request.get(_KU)
     if label is not None and key_uuid is not None:
         raise CodecError(ErrorCode.INVALID_FIELD, "give KL or KU, not both")
     if key_uuid is not None:
@@ -164,7 +170,7 @@ def _resolve_key(request: Frame, store: KeyStore) -> KeyInfo:
     return store.get(label)
 
 
-def _exact_length(request: Frame, tag: Tag, size: int) -> bytes:
+def _exact_length(request: Frame, tag: str, size: int) -> bytes:
     value = request.binary(tag)
     if len(value) != size:
         raise CodecError(ErrorCode.INVALID_FIELD, f"field {tag} must be {size} bytes")

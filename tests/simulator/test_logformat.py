@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from simulator.logformat import LINE_FORMAT, LineFormatter
 
@@ -32,3 +33,26 @@ def test_a_new_second_gets_a_new_date() -> None:
     later = formatter.format(_record(1_700_000_061.5))
 
     assert first.split(",")[0] != later.split(",")[0]
+
+
+def test_a_record_with_a_traceback_matches_the_stock_formatter() -> None:
+    cached, stock = LineFormatter(), logging.Formatter(LINE_FORMAT)
+    try:
+        int("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "simulator.server", logging.ERROR, __file__, 1, "failed %s", ("x",), None
+        )
+        record.exc_info = sys.exc_info()
+
+    assert cached.format(record) == stock.format(record)
+    assert "ValueError: invalid literal" in cached.format(record)
+
+
+def test_a_message_with_arguments_is_rendered_as_stock() -> None:
+    record = _record(1_700_000_000.25)
+    record.msg, record.args = "code=%s latency_ms=%.1f", ("00", 1.25)
+
+    assert LineFormatter().format(record) == logging.Formatter(LINE_FORMAT).format(
+        record
+    )
