@@ -45,3 +45,22 @@ async def test_a_waiter_watched_after_an_idle_spell_is_still_expired() -> None:
 
         assert waiter.expired_at is not None
         nursery.cancel_scope.cancel()
+
+
+async def test_in_order_and_out_of_order_deadlines_each_expire_on_time() -> None:
+    reaper = DeadlineReaper(tick_s=0.01)
+    offsets = [0.03, 0.06, 0.09, 0.02, 0.12, 0.05]  # mostly rising, two earlier
+    waiters = [Waiter() for _ in offsets]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reaper.run)
+        start = trio.current_time()
+        for offset, waiter in zip(offsets, waiters, strict=True):
+            reaper.watch(start + offset, waiter)
+
+        await trio.sleep(0.25)
+
+        for offset, waiter in zip(offsets, waiters, strict=True):
+            assert waiter.expired_at is not None
+            assert start + offset <= waiter.expired_at < start + offset + 0.1
+        assert reaper.watched == 0
+        nursery.cancel_scope.cancel()

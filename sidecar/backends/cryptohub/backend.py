@@ -65,6 +65,10 @@ T = TypeVar("T")
 
 # The first node, and one more (spec of this backend: "retry once").
 _ATTEMPTS: Final = 2
+# Plain strings, not the enum members: see protocol.py's _KV.
+_KINF: Final = Command.KINF.value
+_GCEN: Final = Command.GCEN.value
+_GCDE: Final = Command.GCDE.value
 
 
 class CryptoHubBackend:
@@ -96,12 +100,14 @@ class CryptoHubBackend:
         return await self._descriptions.get(key_id, self._describe_uncached)
 
     async def _describe_uncached(self, key_id: str) -> KeyDescription:
-        fields = key_info_fields(key_id)
-        return await self._call(Command.KINF, fields, parse_key_info)
+        return await self._call(_KINF, lambda: key_info_fields(key_id), parse_key_info)
 
     async def encrypt(self, key_id: str, plaintext: bytes, hsm_aad: bytes) -> GcmResult:
-        fields = encrypt_fields(key_id, plaintext, hsm_aad)
-        return await self._call(Command.GCEN, fields, parse_encryption)
+        return await self._call(
+            _GCEN,
+            lambda: encrypt_fields(key_id, plaintext, hsm_aad),
+            parse_encryption,
+        )
 
     async def decrypt(
         self,
@@ -116,8 +122,11 @@ class CryptoHubBackend:
         # 12-byte ones, so anything else cannot be ours (base.py's table).
         if len(iv) != IV_BYTES or len(tag) != TAG_BYTES:
             raise InvalidCiphertextException(reason="IV or tag of the wrong length")
-        fields = decrypt_fields(key_id, key_version, iv, ciphertext, tag, hsm_aad)
-        return await self._call(Command.GCDE, fields, parse_decryption)
+        return await self._call(
+            _GCDE,
+            lambda: decrypt_fields(key_id, key_version, iv, ciphertext, tag, hsm_aad),
+            parse_decryption,
+        )
 
     async def probe(self, health_key_id: str) -> list[NodeStatus]:
         """Deep-check every node with the health key (see ``health.py``)."""
@@ -137,13 +146,15 @@ class CryptoHubBackend:
         await trio.lowlevel.checkpoint()
 
     async def _call(
-        self, command: str, fields: Fields, parse: Callable[[Frame], T]
+        self, command: str, build: Callable[[], Fields], parse: Callable[[Frame], T]
     ) -> T:
+        """``build`` the request's fields (a key id the protocol cannot carry
+        is a CodecError, so InternalException), send, ``parse`` the reply."""
         if self._closed:
             raise InternalException(reason="the CryptoHub backend is closed")
-        deadline = trio.current_time() + self._timeout
+        now = trio.current_time()
         try:
-            reply = await self._exchange(command, fields, deadline)
+            reply = await self._exchange(command, build(), now, now + self._timeout)
             return parse(raise_for_result(reply))
         except DeadlinePassed:
             raise DependencyTimeoutException(
@@ -155,12 +166,14 @@ class CryptoHubBackend:
                 reason=f"CryptoHub {command}: {exc.message}"
             ) from exc
 
-    async def _exchange(self, command: str, fields: Fields, deadline: float) -> Reply:
+    async def _exchange(
+        self, command: str, fields: Fields, now: float, deadline: float
+    ) -> Reply:
         """The reply from the first node able to carry the request."""
         failure: NodeFailure | None = None
         attempts = 0
         for node in self._nodes:
-            if node.is_down(trio.current_time()):
+            if node.is_down(now):
                 continue
             note_hsm_node(node.name)  # the audit line names the node tried last
             try:
@@ -170,6 +183,8 @@ class CryptoHubBackend:
                 attempts += 1
                 if attempts == _ATTEMPTS:
                     break
+                # The next node is judged at the time of the retry.
+                now = trio.current_time()
         reason = str(failure) if failure else "every CryptoHub node is marked down"
         raise InternalException(reason=f"CryptoHub {command}: {reason}") from failure
 

@@ -62,6 +62,7 @@ _XKS_ERROR_FOR: Final[Mapping[ErrorCode | None, type[XksError]]] = {
     ErrorCode.BUSY: ThrottlingException,
 }
 _OK: Final = ErrorCode.OK.value
+_ER: Final = Tag.ER.value  # a plain str: faster than the enum member (protocol.py)
 
 
 def raise_for_result(reply: Frame | FrameError) -> Frame:
@@ -71,7 +72,7 @@ def raise_for_result(reply: Frame | FrameError) -> Frame:
         raise InternalException(
             reason=f"CryptoHub rejected a frame: {reply.code.name}: {reply.message}"
         )
-    result = reply.get(Tag.ER)
+    result = reply.get(_ER)
     if result == _OK:
         return reply
     raise xks_error(reply.command, result, reply.get(Tag.EM))

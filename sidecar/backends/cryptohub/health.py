@@ -37,6 +37,7 @@ from sidecar.backends.base import NodeState, NodeStatus
 from sidecar.backends.cryptohub.errors import NodeFailure, raise_for_result
 from sidecar.backends.cryptohub.node import Node
 from sidecar.backends.cryptohub.protocol import (
+    NO_FIELDS,
     Fields,
     NodeIdentity,
     decrypt_fields,
@@ -65,7 +66,7 @@ class _Probe:
 
     async def run(self, node: Node, key_id: str) -> None:
         try:
-            reply = await node.request(Command.NODE, ())
+            reply = await node.request(Command.NODE, NO_FIELDS)
             self.answered = True
             self.identity = parse_identity(raise_for_result(reply))
 

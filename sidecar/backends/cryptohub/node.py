@@ -40,6 +40,7 @@ import trio
 from sidecar.backends.cryptohub.connection import (
     HostConnection,
     Reply,
+    WokenRequests,
     describe_failure,
 )
 from sidecar.backends.cryptohub.deadlines import DeadlineReaper
@@ -78,6 +79,7 @@ class Node:
         self._nursery = nursery
         self._deadlines = deadlines
         self._connections: list[HostConnection] = []
+        self._woken = WokenRequests()  # shared by the connections
         self._opening: trio.Event | None = None
         self._open_scope: trio.CancelScope | None = None
         self._last_failure = "no connection attempted yet"
@@ -100,10 +102,14 @@ class Node:
         """One request over the pool; ConnectFailed or ConnectionLost if the
         node cannot carry it, DeadlinePassed at ``deadline`` (Trio time).
         The caller's cancel scope bounds it too."""
-        connection = await self._connection(deadline)
+        connection = None if self._closed else self._open_connection()
+        if connection is None:
+            connection = await self._connection(deadline)
         heard_before = connection.replies_received
+        # The pool's others idle too? (HostConnection._may_send_at_once)
+        alone = len(self._connections) == 1 or self.in_flight == 0
         try:
-            reply = await connection.request(command, fields, deadline)
+            reply = await connection.request(command, fields, deadline, alone)
         except (DeadlinePassed, trio.Cancelled):
             if connection.heard_nothing_since(heard_before):
                 self._note_silence(connection)
@@ -121,16 +127,27 @@ class Node:
         for connection in list(self._connections):
             connection.shutdown()
 
-    async def _connection(self, deadline: float) -> HostConnection:
-        if self._closed:
-            raise ConnectFailed(f"node {self.name}: the backend is closed")
+    def _open_connection(self) -> HostConnection | None:
+        """The connection for the next request when one is open and no more
+        is needed: the least busy, if it is idle or the pool is full; else
+        None, and ``_connection`` decides. A plain call, not a coroutine: it
+        answers nearly every request (a coroutine costs about 0.5 us more)."""
         chosen = self._least_busy()
         if chosen is not None and (
             chosen.in_flight == 0 or len(self._connections) >= self._config.pool_size
         ):
             return chosen
+        return None
+
+    async def _connection(self, deadline: float) -> HostConnection:
+        if self._closed:
+            raise ConnectFailed(f"node {self.name}: the backend is closed")
+        ready = self._open_connection()
+        if ready is not None:
+            return ready
 
         opened = self._open_in_background()
+        chosen = self._least_busy()  # busy, but better than waiting
         if chosen is not None:
             return chosen
         with trio.move_on_at(deadline):
@@ -181,6 +198,7 @@ class Node:
             self._config.max_frame_bytes,
             self._connection_ended,
             self._deadlines,
+            self._woken,
         )
         self._connections.append(connection)
         self._nursery.start_soon(connection.run)
