@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from simulator.hostproto.codec import ErrorCode
 
+# Read once: reading a member of an enum class costs about 0.24 us.
+_OK = ErrorCode.OK
+
 
 @dataclass
 class _CommandStats:
@@ -23,9 +26,10 @@ class _CommandStats:
 
     def add(self, code: ErrorCode, seconds: float) -> None:
         self.count += 1
-        self.errors += code is not ErrorCode.OK
+        self.errors += code is not _OK
         self.total_seconds += seconds
-        self.max_seconds = max(self.max_seconds, seconds)
+        if seconds > self.max_seconds:
+            self.max_seconds = seconds
 
     def as_dict(self) -> dict[str, object]:
         mean = self.total_seconds / self.count if self.count else 0.0
@@ -52,7 +56,11 @@ class Stats:
         ``command`` should come from a closed set (the server passes unknown
         names as one bucket) so a client cannot grow this table at will.
         """
-        self._commands.setdefault(command, _CommandStats()).add(code, seconds)
+        # Not ``setdefault``, which would build a _CommandStats every call.
+        entry = self._commands.get(command)
+        if entry is None:
+            entry = self._commands[command] = _CommandStats()
+        entry.add(code, seconds)
 
     def connection_opened(self) -> None:
         self._open += 1

@@ -24,9 +24,12 @@ The stream owns its socket (``take`` detaches it from the accepted
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import socket
 import ssl
+import termios
 from typing import Any, Final
 
 import trio
@@ -48,6 +51,7 @@ class ServerTlsStream(trio.abc.Stream):
         self._unsent = memoryview(b"")
         self._flushing = False
         self._calls = 0
+        self._unread = array.array("i", [0])  # FIONREAD's answer
 
     @classmethod
     def take(cls, tcp: trio.SocketStream, context: ssl.SSLContext) -> ServerTlsStream:
@@ -123,6 +127,12 @@ class ServerTlsStream(trio.abc.Stream):
             self.socket.close()
 
     async def _fill(self) -> None:
+        self._check_open()
+        if not self._bytes_waiting():
+            # Nothing to read yet, the usual case when the client is not
+            # ahead of us: wait at once rather than let ``recv`` fail.
+            self._calls = 0
+            await trio.lowlevel.wait_readable(self.socket)
         while True:
             self._check_open()
             try:
@@ -139,6 +149,20 @@ class ServerTlsStream(trio.abc.Stream):
                 self._incoming.write_eof()
             await self._yield_now_and_then()
             return
+
+    def _bytes_waiting(self) -> bool:
+        """Whether the socket has bytes to read, or cannot tell.
+
+        A ``recv`` that fails with BlockingIOError costs about 2.1 us (the
+        system call and the exception), this ``ioctl`` 0.75; at the rates the
+        simulator serves, most reads find the socket empty. EOF and errors
+        show as "nothing waiting" here and as readable to the wait.
+        """
+        try:
+            fcntl.ioctl(self.socket.fileno(), termios.FIONREAD, self._unread, True)
+        except OSError:
+            return True  # let ``recv`` raise what is wrong
+        return self._unread[0] > 0
 
     async def _flush(self) -> None:
         if self._flushing:

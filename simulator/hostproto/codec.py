@@ -231,7 +231,15 @@ class Frame:
 
     def binary(self, tag: str) -> bytes:
         """A required base64 field, decoded; INVALID_FIELD if not base64."""
-        return _decode_b64(tag, self.text(tag))
+        # ``_decode_b64(tag, self.text(tag))`` inlined: two Python calls
+        # less for the fields every GCEN and GCDE reads (not measured alone).
+        value = self._index.get(tag)
+        if value is None:
+            raise CodecError(ErrorCode.MISSING_FIELD, f"missing field {tag}")
+        try:
+            return binascii.a2b_base64(value, strict_mode=True)
+        except binascii.Error as exc:
+            raise _not_base64(tag) from exc
 
     def optional_binary(self, tag: str) -> bytes | None:
         """An optional base64 field, decoded, or None when absent."""
@@ -293,9 +301,11 @@ def _decode_b64(tag: str, value: str) -> bytes:
     try:
         return binascii.a2b_base64(value, strict_mode=True)
     except binascii.Error as exc:
-        raise CodecError(
-            ErrorCode.INVALID_FIELD, f"field {tag} must be standard base64"
-        ) from exc
+        raise _not_base64(tag) from exc
+
+
+def _not_base64(tag: str) -> CodecError:
+    return CodecError(ErrorCode.INVALID_FIELD, f"field {tag} must be standard base64")
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -311,6 +321,20 @@ def reply_ok(request: Frame, **fields: str) -> Frame:
     """A success reply to ``request``: same command, its ID, ER 00, ``fields``."""
     head = _reply_head(request.correlation_id, ErrorCode.OK)
     return Frame(request.command, (*head, *fields.items()))
+
+
+def _reply_ok_unchecked(request: Frame, *fields: tuple[str, str]) -> Frame:
+    """``reply_ok`` for fields the caller vouches for: known distinct tags,
+    values that are ``b64`` output or decimal digits (the simulator's GCEN,
+    GCDE and ECHO replies).
+
+    Checking them costs more than making them: joining and scanning every
+    value (5.7 kB of base64 for a 4,300-byte payload) was about 7 % of the
+    simulator's CPU under load (py-spy). The request's command and ID were
+    checked when it was decoded.
+    """
+    all_fields = (*_reply_head(request.correlation_id, _OK), *fields)
+    return Frame._checked(request.command, all_fields, dict(all_fields))
 
 
 def reply_error(request: Frame | FrameError, code: ErrorCode, message: str) -> Frame:
@@ -345,6 +369,7 @@ def _reply_head(
 # ``ErrorCode(text)`` goes through the enum machinery (about 1 us in Python
 # 3.11) and ``code.value`` through a descriptor; every reply needs both.
 _CODE_TEXT: Final = {code: code.value for code in ErrorCode}
+_OK: Final = ErrorCode.OK
 _CODE_OF_TEXT: Final = {code.value: code for code in ErrorCode}
 
 

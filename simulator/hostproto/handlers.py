@@ -32,6 +32,7 @@ from simulator.hostproto.codec import (
     ErrorCode,
     Frame,
     Tag,
+    _reply_ok_unchecked,
     b64,
     reply_error,
     reply_ok,
@@ -105,7 +106,7 @@ def _echo(request: Frame, ctx: HandlerContext) -> Frame:
     data = request.optional_binary(_DT)
     if data is None:
         return reply_ok(request)
-    return reply_ok(request, DT=b64(data))
+    return _reply_ok_unchecked(request, (_DT, b64(data)))
 
 
 def _node(request: Frame, ctx: HandlerContext) -> Frame:
@@ -135,12 +136,13 @@ def _encrypt(request: Frame, ctx: HandlerContext) -> Frame:
     aad = request.optional_binary(_AD)
 
     result = ctx.crypto.encrypt(info.uuid, plaintext, aad)
-    return reply_ok(
+    # Base64 and decimal values only: safe without the codec's checks.
+    return _reply_ok_unchecked(
         request,
-        KV=str(result.key_version),
-        IV=b64(result.iv),
-        CT=b64(result.ciphertext),
-        TG=b64(result.tag),
+        (_KV, str(result.key_version)),
+        (_IV, b64(result.iv)),
+        (_CT, b64(result.ciphertext)),
+        (_TG, b64(result.tag)),
     )
 
 
@@ -153,7 +155,7 @@ def _decrypt(request: Frame, ctx: HandlerContext) -> Frame:
     aad = request.optional_binary(_AD)
 
     plaintext = ctx.crypto.decrypt(info.uuid, version, iv, ciphertext, tag, aad)
-    return reply_ok(request, PT=b64(plaintext))
+    return _reply_ok_unchecked(request, (_PT, b64(plaintext)))
 
 
 def _resolve_key(request: Frame, store: KeyStore) -> KeyInfo:

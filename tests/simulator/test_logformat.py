@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from simulator.logformat import LINE_FORMAT, LineFormatter
+from simulator.logformat import LINE_FORMAT, LineBatch, LineFormatter
 
 
 def _record(created: float) -> logging.LogRecord:
@@ -56,3 +56,17 @@ def test_a_message_with_arguments_is_rendered_as_stock() -> None:
     assert LineFormatter().format(record) == logging.Formatter(LINE_FORMAT).format(
         record
     )
+
+
+def test_a_batch_of_lines_reads_as_one_record_per_line() -> None:
+    batch = LineBatch("simulator.server", logging.INFO, __file__, ["a=1", "b=2 %s"])
+    batch.created, batch.msecs = 1_700_000_000.25, 250.0
+    stock = logging.Formatter(LINE_FORMAT)
+
+    expected = []
+    for line in ("a=1", "b=2 %s"):
+        single = _record(1_700_000_000.25)
+        single.msg = line
+        expected.append(stock.format(single))
+
+    assert LineFormatter().format(batch) == "\n".join(expected)

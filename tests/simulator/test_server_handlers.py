@@ -40,3 +40,21 @@ def test_unknown_fields_are_ignored(sim_store: KeyStore) -> None:
     ctx = HandlerContext(sim_store, HsmCrypto(sim_store), TEST_NODE)
     reply = handle(Frame.of("NODE", ID="1", ZZ="future option"), ctx)
     assert reply.get("ER") == "00"
+
+
+def test_replies_built_without_checks_pass_the_codecs_checks(
+    sim_store: KeyStore,
+) -> None:
+    """GCEN, GCDE and ECHO replies skip Frame validation; they must need none."""
+    ctx = HandlerContext(sim_store, HsmCrypto(sim_store), TEST_NODE)
+    aad = b64(b"aad")
+    sealed = handle(Frame.of("GCEN", ID="e1", KL="foo", PT=b64(b"x"), AD=aad), ctx)
+    fields = {tag: sealed.text(tag) for tag in ("KV", "IV", "CT", "TG")}
+    opened = handle(Frame.of("GCDE", ID="d1", KL="foo", AD=aad, **fields), ctx)
+    echoed = handle(Frame.of("ECHO", ID="c1", DT=b64(b"hi")), ctx)
+
+    for reply in (sealed, opened, echoed):
+        assert reply.get("ER") == "00"
+        assert Frame(reply.command, reply.fields) == reply
+        assert reply.fields[0] == ("ID", reply.get("ID"))
+    assert opened.binary("PT") == b"x"
