@@ -137,6 +137,44 @@ class _Authorization:
     signature: str
 
 
+class _Scope:
+    """An Authorization header parsed and checked, less its signature, with
+    what every request under it needs precomputed.
+
+    A plain slotted class: it is built once per header text, and reading the
+    parts ready-made saves re-encoding them per request (handler bench,
+    docs/performance.md).
+    """
+
+    __slots__ = (
+        "access_key_id",
+        "date",
+        "scope_line",
+        "secret",
+        "signed",
+        "signed_line",
+        "signing_key",
+        "verified",
+    )
+
+    def __init__(
+        self, auth: _Authorization, signed: list[str], secret: Secret, key: bytes
+    ) -> None:
+        self.access_key_id = auth.access_key_id
+        self.date = auth.date
+        self.secret = secret
+        self.signing_key = key
+        # (name, its bytes and ":"), in SignedHeaders order.
+        self.signed = tuple((name, name.encode() + b":") for name in signed)
+        self.signed_line = auth.signed_headers.encode()
+        scope = f"{auth.date}/{auth.region}/{SERVICE}/{TERMINATOR}"
+        self.scope_line = b"\n" + scope.encode() + b"\n"
+        self.verified = Verified(auth.access_key_id, auth.region)
+
+
+_STRING_TO_SIGN_HEAD = ALGORITHM.encode() + b"\n"
+
+
 def _fail(reason: str) -> NoReturn:
     raise AuthenticationFailedException(reason=reason)
 
@@ -157,8 +195,9 @@ class SigV4Verifier:
         self._signing_keys: dict[tuple[str, str, str], bytes] = {}
         # Authorization headers already parsed, with their signature cut out:
         # KMS repeats the rest of the header on every request of a day.
-        self._parsed: dict[bytes, tuple[_Authorization, list[str]]] = {}
-        self._last_date: tuple[bytes, float] = (b"", 0.0)  # x-amz-date, as time
+        self._parsed: dict[bytes, _Scope] = {}
+        # The last x-amz-date that passed, its scope date, and its Unix time.
+        self._last_date: tuple[bytes, str, float] = (b"", "", 0.0)
         self.set_credentials(credentials)
 
     def set_credentials(self, credentials: Iterable[Credential]) -> None:
@@ -191,61 +230,65 @@ class SigV4Verifier:
 
         ``path`` is the raw path of the request target; ``headers`` are the
         received (name, value) pairs in any letter case; ``now`` is Unix time.
+        The checks run in the order the module docstring gives, so a request
+        with several faults always logs the same reason.
         """
-        collected = _collect(headers)
+        collected, repeats = _collect(headers)
         header = collected.pop(b"authorization", None)
-        cached = self._cached_authorization(header)
-        auth = cached[0] if cached else _parse_authorization(header)
-        secret = self._check_scope(auth)
-        signed = cached[1] if cached else self._signed_header_names(header, auth)
-        amz_date = _amz_date(collected.get(b"x-amz-date"), auth.date)
-        self._check_clock(amz_date, now)
-        payload_hash = _payload_hash(body, collected.get(b"x-amz-content-sha256"))
-
-        canonical = _canonical_request(method, path, signed, collected, payload_hash)
-        scope = f"{auth.date}/{auth.region}/{SERVICE}/{TERMINATOR}"
-        string_to_sign = b"\n".join(
+        repeated = repeats.pop(b"authorization", None) if repeats else None
+        found = self._cached(header) if repeated is None else None
+        if found is None:
+            found = self._parse(repeated or ([header] if header is not None else None))
+        scope, signature = found
+        amz_date = self._checked_date(collected, repeats, scope.date, now)
+        payload_hash = _payload_hash(body, collected, repeats)
+        canonical = _canonical_request(
+            method, path, scope, collected, repeats, payload_hash
+        )
+        string_to_sign = b"".join(
             (
-                ALGORITHM.encode(),
+                _STRING_TO_SIGN_HEAD,
                 amz_date,
-                scope.encode(),
+                scope.scope_line,
                 hashlib.sha256(canonical).hexdigest().encode(),
             )
         )
-        key = self._signing_key(secret, auth.date, auth.region)
-        expected = hmac.digest(key, string_to_sign, "sha256").hex()
-        if not hmac.compare_digest(expected, auth.signature):
+        expected = hmac.digest(scope.signing_key, string_to_sign, "sha256").hex()
+        if not hmac.compare_digest(expected, signature):
             _fail("signature mismatch")
-        return Verified(auth.access_key_id, auth.region)
+        return scope.verified
 
-    def _cached_authorization(
-        self, values: list[bytes] | None
-    ) -> tuple[_Authorization, list[str]] | None:
-        """The parsed header and its SignedHeaders if the header differs from
-        one parsed before only in its signature; else None.
+    def _cached(self, header: bytes | None) -> tuple[_Scope, str] | None:
+        """The checked scope and the signature if ``header`` differs from one
+        parsed before only in its signature; else None.
 
         Parsing is a function of the header text alone, and a header that
         matches a cached one outside a 64-hex-digit signature parses to the
         same fields with that signature; any other header is parsed whole.
+        The entry is used only while its access key id still maps to the
+        same secret (``set_credentials`` also empties the cache).
         """
-        cut = _without_signature(values)
-        cached = self._parsed.get(cut[0]) if cut is not None else None
-        if cached is None or cut is None:
+        cut = _without_signature(header)
+        if cut is None:
             return None
-        auth, signed = cached
-        return _with_signature(auth, cut[1]), signed
+        scope = self._parsed.get(cut[0])
+        if scope is None or self._secrets.get(scope.access_key_id) is not scope.secret:
+            return None
+        return scope, cut[1]
 
-    def _signed_header_names(
-        self, values: list[bytes] | None, auth: _Authorization
-    ) -> list[str]:
-        """SignedHeaders checked; the parse is then remembered for the day."""
+    def _parse(self, values: list[bytes] | None) -> tuple[_Scope, str]:
+        """The whole parse and check of the header; remembered for the day."""
+        auth = _parse_authorization(values)
+        secret = self._check_scope(auth)
         signed = _signed_header_names(auth.signed_headers)
-        cut = _without_signature(values)
+        key = self._signing_key(secret, auth.date, auth.region)
+        scope = _Scope(auth, signed, secret, key)
+        cut = _without_signature(values[0]) if values and len(values) == 1 else None
         if cut is not None:
             if len(self._parsed) >= _PARSED_CACHE_SIZE:
                 self._parsed.clear()
-            self._parsed[cut[0]] = (auth, signed)
-        return signed
+            self._parsed[cut[0]] = scope
+        return scope, auth.signature
 
     def _check_scope(self, auth: _Authorization) -> Secret:
         if auth.service != SERVICE:
@@ -257,15 +300,34 @@ class SigV4Verifier:
             _fail(f"unknown access key id {auth.access_key_id!r}")
         return secret
 
-    def _check_clock(self, amz_date: bytes, now: float) -> None:
-        if self._last_date[0] == amz_date:  # the same second as the last one
-            stamp = self._last_date[1]
+    def _checked_date(
+        self,
+        collected: dict[bytes, bytes],
+        repeats: dict[bytes, list[bytes]],
+        scope_date: str,
+        now: float,
+    ) -> bytes:
+        """x-amz-date, checked against the scope date and the clock (Task 4).
+
+        Requests of one second share their x-amz-date, so the last one that
+        passed the format and scope-date checks is remembered with its time.
+        """
+        amz_date = _one(collected, repeats, b"x-amz-date", "x-amz-date")
+        last = self._last_date
+        if last[0] == amz_date and last[1] == scope_date:
+            stamp = last[2]
         else:
+            match = _AMZ_DATE.fullmatch(amz_date)
+            if match is None:
+                _fail("x-amz-date is not YYYYMMDDTHHMMSSZ")
+            if match.group(1) != scope_date.encode():
+                _fail("credential scope date differs from x-amz-date")
             stamp = _unix_time(amz_date)
-            self._last_date = (amz_date, stamp)
+            self._last_date = (amz_date, scope_date, stamp)
         skew = stamp - now
         if abs(skew) > self._max_skew:
             _fail(f"x-amz-date is {skew:+.0f} s from our clock")
+        return amz_date
 
     def _signing_key(self, secret: Secret, date: str, region: str) -> bytes:
         # Four chained HMACs per (secret, date, region); cached, since KMS
@@ -298,28 +360,16 @@ def _unix_time(amz_date: bytes) -> float:
     return stamp.timestamp()
 
 
-def _without_signature(values: list[bytes] | None) -> tuple[bytes, str] | None:
+def _without_signature(raw: bytes | None) -> tuple[bytes, str] | None:
     """The header with its 64-hex-digit signature cut out, and the signature;
     None for anything else (the whole parse then decides)."""
-    if values is None or len(values) != 1:
+    if raw is None:
         return None
-    raw = values[0]
     start = raw.find(_SIGNATURE_FIELD) + len(_SIGNATURE_FIELD)
     signature = raw[start : start + 64]
     if start < len(_SIGNATURE_FIELD) or not _SIGNATURE_HEX.fullmatch(signature):
         return None
     return raw[:start] + raw[start + 64 :], signature.decode()
-
-
-def _with_signature(auth: _Authorization, signature: str) -> _Authorization:
-    return _Authorization(
-        auth.access_key_id,
-        auth.date,
-        auth.region,
-        auth.service,
-        auth.signed_headers,
-        signature,
-    )
 
 
 def _derive_signing_key(secret: str, date: str, region: str) -> bytes:
@@ -329,11 +379,45 @@ def _derive_signing_key(secret: str, date: str, region: str) -> bytes:
     return key
 
 
-def _collect(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
-    collected: dict[bytes, list[bytes]] = {}
-    for name, value in headers:
-        collected.setdefault(name.lower(), []).append(value)
-    return collected
+def _collect(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[dict[bytes, bytes], dict[bytes, list[bytes]]]:
+    """Headers by lower-case name: the first value of each, and every value
+    of the names that repeat (usually none).
+
+    One pass and no list per header in the common case of no repeats: the
+    count of names tells whether any repeat.
+    """
+    pairs = headers if isinstance(headers, tuple | list) else tuple(headers)
+    collected: dict[bytes, bytes] = {}
+    for name, value in pairs:
+        collected[name.lower()] = value
+    if len(collected) == len(pairs):
+        return collected, {}
+    collected = {}
+    repeats: dict[bytes, list[bytes]] = {}
+    for name, value in pairs:
+        name = name.lower()
+        if name in collected:
+            repeats.setdefault(name, [collected[name]]).append(value)
+        else:
+            collected[name] = value
+    return collected, repeats
+
+
+def _one(
+    collected: dict[bytes, bytes],
+    repeats: dict[bytes, list[bytes]],
+    key: bytes,
+    name: str,
+) -> bytes:
+    """The one value of header ``key``; missing or repeated fails."""
+    value = collected.get(key)
+    if value is None:
+        _fail(f"no {name} header")
+    if repeats and key in repeats:
+        _fail(f"{len(repeats[key])} {name} headers")
+    return value
 
 
 def _single(values: list[bytes] | None, name: str) -> bytes:
@@ -391,40 +475,59 @@ def _signed_header_names(signed_headers: str) -> list[str]:
     return names
 
 
-def _amz_date(values: list[bytes] | None, scope_date: str) -> bytes:
-    amz_date = _single(values, "x-amz-date")
-    match = _AMZ_DATE.fullmatch(amz_date)
-    if match is None:
-        _fail("x-amz-date is not YYYYMMDDTHHMMSSZ")
-    if match.group(1) != scope_date.encode():
-        _fail("credential scope date differs from x-amz-date")
-    return amz_date
-
-
-def _payload_hash(body: bytes, declared: list[bytes] | None) -> bytes:
+def _payload_hash(
+    body: bytes, collected: dict[bytes, bytes], repeats: dict[bytes, list[bytes]]
+) -> bytes:
     digest = hashlib.sha256(body).hexdigest().encode()
-    if declared is not None and _single(declared, "x-amz-content-sha256") != digest:
-        _fail("x-amz-content-sha256 does not match the body")
+    if b"x-amz-content-sha256" in collected:
+        declared = _one(
+            collected, repeats, b"x-amz-content-sha256", "x-amz-content-sha256"
+        )
+        if declared != digest:
+            _fail("x-amz-content-sha256 does not match the body")
     return digest
 
 
 def _canonical_request(
     method: str,
     path: str,
-    signed: list[str],
-    headers: dict[bytes, list[bytes]],
+    scope: _Scope,
+    collected: dict[bytes, bytes],
+    repeats: dict[bytes, list[bytes]],
     payload_hash: bytes,
 ) -> bytes:
-    lines = [method.encode(), canonical_uri(path).encode(), b""]
-    for name in signed:
-        values = headers.get(name.encode())
-        if values is None:
+    lines = [method.encode(), _canonical_uri_bytes(path), b""]
+    for name, prefix in scope.signed:
+        key = prefix[:-1]
+        value = collected.get(key)
+        if value is None:
             _fail(f"signed header {name} is missing")
         # Trimall: strip, and fold inner whitespace runs to one space.
-        value = b",".join(b" ".join(v.split()) for v in values)
-        lines.append(name.encode() + b":" + value)
-    lines.extend((b"", ";".join(signed).encode(), payload_hash))
+        if repeats and key in repeats:
+            lines.append(prefix + b",".join(b" ".join(v.split()) for v in repeats[key]))
+        else:
+            lines.append(prefix + b" ".join(value.split()))
+    lines.append(b"")
+    lines.append(scope.signed_line)
+    lines.append(payload_hash)
     return b"\n".join(lines)
+
+
+_URI_CACHE: dict[str, bytes] = {}
+# Paths are a keystore's few key URIs; the bound only stops a flood of
+# distinct paths from growing the cache. Chosen without measuring.
+_URI_CACHE_SIZE = 256
+
+
+def _canonical_uri_bytes(path: str) -> bytes:
+    """``canonical_uri(path)`` encoded, remembered per path."""
+    uri = _URI_CACHE.get(path)
+    if uri is None:
+        uri = canonical_uri(path).encode()
+        if len(_URI_CACHE) >= _URI_CACHE_SIZE:
+            _URI_CACHE.clear()
+        _URI_CACHE[path] = uri
+    return uri
 
 
 def canonical_uri(path: str) -> str:
