@@ -33,10 +33,12 @@ Fields (absent ones are left out of the line)::
 from __future__ import annotations
 
 import json
+import json.encoder
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar, Token
 from typing import Final
 
@@ -77,14 +79,32 @@ class AuditRecord:
         self.reason: str | None = None
 
     def fields(self, outcome: str, status: int, latency_ms: float) -> dict[str, object]:
-        """The log line's fields, the absent ones left out."""
-        line: dict[str, object] = {
-            name: value for name, value in self.metadata if value
-        }
-        for name in _FIELD_ORDER:
-            value = getattr(self, name)
-            if value is not None:
+        """The log line's fields, the absent ones left out.
+
+        In ``_FIELD_ORDER``, spelled out: reading each slot directly costs
+        about half as much as a ``getattr`` loop over the names. Plain loops,
+        not comprehensions: in Python 3.11 a comprehension is a call.
+        """
+        line: dict[str, object] = {}
+        for name, value in self.metadata:
+            if value:
                 line[name] = value
+        if self.keystore is not None:
+            line["keystore"] = self.keystore
+        if self.operation is not None:
+            line["operation"] = self.operation
+        if self.external_key_id is not None:
+            line["external_key_id"] = self.external_key_id
+        if self.access_key_id is not None:
+            line["access_key_id"] = self.access_key_id
+        if self.tls_client_cn is not None:
+            line["tls_client_cn"] = self.tls_client_cn
+        if self.peer is not None:
+            line["peer"] = self.peer
+        if self.hsm_node is not None:
+            line["hsm_node"] = self.hsm_node
+        if self.reason is not None:
+            line["reason"] = self.reason
         line["outcome"] = outcome
         line["status"] = status
         line["latency_ms"] = round(latency_ms, 3)
@@ -94,6 +114,7 @@ class AuditRecord:
 AuditToken = Token["AuditRecord | None"]
 
 
+# The order of the line's own fields (``AuditRecord.fields`` writes them).
 _FIELD_ORDER = (
     "keystore",
     "operation",
@@ -148,35 +169,42 @@ class _LineTemplate:
     """
 
     def __init__(self) -> None:
-        self._owner: tuple[int, int] | None = None
+        self._thread: int | None = None
         self._attributes: dict[str, object] = {}
         self._created = 0.0
         self._relative = 0.0
 
+    def forget(self) -> None:
+        """Rebuild on next use (after a fork: the process id changed)."""
+        self._thread = None
+
     def record(self) -> logging.LogRecord:
-        owner = (os.getpid(), threading.get_ident())
-        if owner != self._owner:
-            self._rebuild(owner)
+        # The process is watched by ``os.register_at_fork`` below rather
+        # than by an ``os.getpid()`` per line (a system call).
+        thread = threading.get_ident()
+        if thread != self._thread:
+            self._rebuild(thread)
         line = logging.LogRecord.__new__(logging.LogRecord)
-        line.__dict__.update(self._attributes)
+        line.__dict__ = self._attributes.copy()  # cheaper than update()
         now = time.time()
         line.created = now
         line.msecs = int((now - int(now)) * 1000) + 0.0
         line.relativeCreated = self._relative + (now - self._created) * 1000
         return line
 
-    def _rebuild(self, owner: tuple[int, int]) -> None:
+    def _rebuild(self, thread: int) -> None:
         template = audit_log.makeRecord(
             AUDIT_LOGGER_NAME, logging.INFO, __file__, 0, _MESSAGE, (), None
         )
         self._attributes = dict(template.__dict__)
         self._created = template.created
         self._relative = template.relativeCreated
-        self._owner = owner
+        self._thread = thread
 
 
 _MESSAGE: Final = "xks request"
 _TEMPLATE = _LineTemplate()
+os.register_at_fork(after_in_child=_TEMPLATE.forget)
 
 
 # -- the log format ------------------------------------------------------------
@@ -202,12 +230,16 @@ class JsonLineFormatter(logging.Formatter):
             if not _FIXED_FIELDS.isdisjoint(audit):
                 # An audit field named like a fixed one replaces it, once.
                 return self._merged(record, audit)
-            rest.update(audit)
+            if not record.exc_info:
+                # The request line: encoded as it is, without a copy.
+                rest = audit
+            else:
+                rest.update(audit)
         if record.exc_info:
             rest["exc"] = self.formatException(record.exc_info)
         if not rest:
             return head + "}"
-        return head + "," + json.dumps(rest, separators=(",", ":"), default=str)[1:]
+        return head + "," + _encode(rest)[1:]
 
     def _merged(self, record: logging.LogRecord, audit: dict[str, object]) -> str:
         line: dict[str, object] = {
@@ -219,7 +251,36 @@ class JsonLineFormatter(logging.Formatter):
         line.update(audit)
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, separators=(",", ":"), default=str)
+        return _encode(line)
+
+
+# ``json.dumps(..., separators=(",", ":"), default=str)``, built once.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+# The C encoder ``_ENCODER.encode`` builds for each document, called
+# directly: ``dumps`` with arguments first builds a ``JSONEncoder``, and
+# ``encode`` then goes through two Python frames and a closure. Together
+# about a fifth of the request line's cost (handler bench, callgrind).
+_C_MAKE_ENCODER: Callable[..., Callable[[object, int], Iterable[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)
+
+
+def _encode(document: dict[str, object]) -> str:
+    """``_ENCODER.encode(document)``, the same text."""
+    if _C_MAKE_ENCODER is None:
+        return _ENCODER.encode(document)
+    encoder = _C_MAKE_ENCODER(
+        {},  # markers: circular references are refused, as by json.dumps
+        _ENCODER.default,
+        json.encoder.encode_basestring_ascii,  # ensure_ascii=True
+        None,  # indent
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        False,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan
+    )
+    return "".join(encoder(document, 0))
 
 
 class TextLineFormatter(logging.Formatter):
