@@ -26,7 +26,7 @@ guards against bit flips, not against an attacker).
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import struct
 from dataclasses import dataclass
@@ -63,12 +63,18 @@ def decode_metadata(metadata: bytes | None) -> CiphertextMetadata:
     altered): the ciphertext is unusable, hence InvalidCiphertextException,
     with a message that says no more than the HSM's tag check would.
     """
+    return CiphertextMetadata(key_version=metadata_key_version(metadata))
+
+
+def metadata_key_version(metadata: bytes | None) -> int:
+    """``decode_metadata(metadata).key_version``, without building the object
+    (Decrypt needs only the version; same checks, same errors)."""
     if metadata is None or len(metadata) != METADATA_V1_LENGTH:
         raise InvalidCiphertextException(reason="ciphertextMetadata missing or size")
     version_format, key_version = _V1.unpack(metadata)
     if version_format != FORMAT_V1:
         raise InvalidCiphertextException(reason="ciphertextMetadata unknown format")
-    return CiphertextMetadata(key_version=key_version)
+    return int(key_version)
 
 
 def hsm_aad(aad: bytes, metadata: bytes) -> bytes:
@@ -82,7 +88,5 @@ def hsm_aad(aad: bytes, metadata: bytes) -> bytes:
 
 def cdiv(aad: bytes, metadata: bytes, iv: bytes, ciphertext: bytes, tag: bytes) -> str:
     """Appendix C: Base64(SHA-256(AAD || metadata || IV || ciphertext || tag))."""
-    digest = hashlib.sha256(aad)
-    for part in (metadata, iv, ciphertext, tag):
-        digest.update(part)
-    return base64.b64encode(digest.digest()).decode("ascii")
+    digest = hashlib.sha256(b"".join((aad, metadata, iv, ciphertext, tag))).digest()
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")

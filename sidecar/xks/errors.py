@@ -40,6 +40,8 @@ MAX_ERROR_MESSAGE = 511
 _NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 Header = tuple[bytes, bytes]
+# ``json.dumps(document, separators=(",", ":"))`` with the encoder built once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def printable_message(text: str) -> str:
@@ -66,7 +68,7 @@ class HttpError(Exception):
             "errorName": self.error_name,
             "errorMessage": printable_message(self.message),
         }
-        return json.dumps(document, separators=(",", ":")).encode("ascii")
+        return _COMPACT.encode(document).encode("ascii")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, reason={self.reason!r})"

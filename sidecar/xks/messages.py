@@ -49,6 +49,7 @@ MAX_AAD = 16384
 MAX_CIPHERTEXT_METADATA = 20
 # "initializationVector MUST be either 12 bytes (96 bits) or 16 bytes".
 IV_LENGTHS = frozenset({12, 16})
+_MAX_IV = max(IV_LENGTHS)
 # "Authentication tag size MUST be 16 bytes (128 bits)".
 TAG_LENGTH = 16
 # ARNs of up to 2048 characters MUST be supported; we take twice that for any
@@ -125,7 +126,8 @@ _CRYPTO_REQUIRED = ("kmsRequestId", "kmsOperation", "awsPrincipalArn", "kmsKeyAr
 
 def parse_request(operation: Operation, body: bytes) -> XksRequest:
     """Parse ``body`` as the request of ``operation``."""
-    return _PARSERS[operation](body)
+    # Keyed by the member's value: an Enum member hashes in Python code.
+    return _PARSERS[operation._value_](body)
 
 
 def parse_get_health_status(body: bytes) -> GetHealthStatusRequest:
@@ -158,7 +160,7 @@ def parse_decrypt(body: bytes) -> DecryptRequest:
     )
     _require_value(doc, "encryptionAlgorithm", AES_GCM)
     aad = _optional_base64(doc, "additionalAuthenticatedData", MAX_AAD)
-    iv = _base64(doc, "initializationVector", max(IV_LENGTHS), ValidationException)
+    iv = _base64(doc, "initializationVector", _MAX_IV, ValidationException)
     if len(iv) not in IV_LENGTHS:
         _invalid("initializationVector must be 12 or 16 bytes")
     tag = _base64(doc, "authenticationTag", TAG_LENGTH, ValidationException)
@@ -169,11 +171,11 @@ def parse_decrypt(body: bytes) -> DecryptRequest:
     )
 
 
-_PARSERS: dict[Operation, Callable[[bytes], XksRequest]] = {
-    Operation.GET_HEALTH_STATUS: parse_get_health_status,
-    Operation.GET_KEY_METADATA: parse_get_key_metadata,
-    Operation.ENCRYPT: parse_encrypt,
-    Operation.DECRYPT: parse_decrypt,
+_PARSERS: dict[str, Callable[[bytes], XksRequest]] = {
+    Operation.GET_HEALTH_STATUS.value: parse_get_health_status,
+    Operation.GET_KEY_METADATA.value: parse_get_key_metadata,
+    Operation.ENCRYPT.value: parse_encrypt,
+    Operation.DECRYPT.value: parse_decrypt,
 }
 
 
@@ -195,12 +197,18 @@ def _no_constants(name: str) -> NoReturn:
     _invalid(f"request body is not valid JSON ({name} is not a JSON value)")
 
 
+# One decoder for every request: ``json.loads`` with hooks builds a decoder
+# and its scanner on each call. A leading BOM fails at position 0 here as it
+# does in ``json.loads``.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_keys, parse_constant=_no_constants
+)
+
+
 def _load(body: bytes) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
-        doc = json.loads(
-            text, object_pairs_hook=_unique_keys, parse_constant=_no_constants
-        )
+        doc = _DECODER.decode(text)
     except UnicodeDecodeError as exc:
         raise ValidationException("request body is not UTF-8") from exc
     except json.JSONDecodeError as exc:
@@ -223,6 +231,39 @@ def _metadata(doc: dict[str, Any], required: tuple[str, ...]) -> RequestMetadata
         _invalid("requestMetadata is required")
     if not isinstance(raw, dict):
         _invalid("requestMetadata must be a JSON object")
+    values: list[Any] = list(map(raw.get, _METADATA_FIELDS))
+    if not _plainly_valid(values, len(required)):
+        return _checked_metadata(raw, required)
+    return RequestMetadata(
+        values[0],
+        values[1],
+        values[2] or None,
+        values[3] or None,
+        values[4] or None,
+        values[5] or None,
+        values[6] or None,
+    )
+
+
+def _plainly_valid(values: list[Any], required: int) -> bool:
+    """True if no rule of ``_metadata_string`` can fail on ``values``.
+
+    The common case, checked in one pass; any doubt goes to the field-by-
+    field check, which raises the exact error. The required fields are the
+    first ``required`` of ``_METADATA_FIELDS`` for every API.
+    """
+    for index, value in enumerate(values):
+        if value is None or value == "":
+            if index < required:
+                return False
+        elif type(value) is not str or len(value) > MAX_METADATA_STRING:
+            return False
+    return True
+
+
+def _checked_metadata(
+    raw: dict[str, Any], required: tuple[str, ...]
+) -> RequestMetadata:
     values = {
         name: _metadata_string(raw, name, name in required) for name in _METADATA_FIELDS
     }
@@ -245,6 +286,11 @@ _METADATA_FIELDS = (
     "kmsViaService",
     "awsSourceVpc",
     "awsSourceVpce",
+)
+# ``_plainly_valid`` relies on this.
+assert all(
+    _METADATA_FIELDS[: len(names)] == names
+    for names in (_HEALTH_REQUIRED, _KEY_METADATA_REQUIRED, _CRYPTO_REQUIRED)
 )
 
 
@@ -317,18 +363,17 @@ def decode_base64(text: str) -> bytes | None:
     """Strict, canonical standard Base64 (RFC 4648 section 4), or None."""
     if len(text) % 4:
         return None
-    try:
-        raw = text.encode("ascii")
-    except UnicodeEncodeError:
-        return None
-    if text.endswith("=="):
-        if text[-3] not in _LAST_BEFORE_2PAD:
+    if text[-1:] == "=":
+        if text[-2] == "=":
+            if text[-3] not in _LAST_BEFORE_2PAD:
+                return None
+        elif text[-2] not in _LAST_BEFORE_1PAD:
             return None
-    elif text.endswith("=") and text[-2] not in _LAST_BEFORE_1PAD:
-        return None
     try:
         # strict_mode rejects symbols outside the alphabet (whitespace
-        # included) and "=" anywhere but at the end.
-        return binascii.a2b_base64(raw, strict_mode=True)
-    except binascii.Error:
+        # included) and "=" anywhere but at the end. A str is decoded as
+        # is: one with a non-ASCII character raises ValueError (of which
+        # binascii.Error is a kind), so no ASCII encode is needed first.
+        return binascii.a2b_base64(text, strict_mode=True)
+    except ValueError:
         return None

@@ -108,6 +108,8 @@ class Decision:
 
 
 HEALTH_EXEMPT = Decision(allowed=True, rule=None)
+_DEFAULT_ALLOW = Decision(allowed=True, rule=None)
+_DEFAULT_DENY = Decision(allowed=False, rule=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,10 @@ class Policy:
         """First matching rule wins; health is always allowed."""
         if operation is Operation.GET_HEALTH_STATUS:
             return HEALTH_EXEMPT
+        if not self.rules:
+            # No rule to match: the facts need not be gathered (most
+            # keystores have no policy; this runs on every request).
+            return _DEFAULT_ALLOW if self.default is Effect.ALLOW else _DEFAULT_DENY
         facts = _facts(operation, key_id, metadata)
         for rule in self.rules:
             if rule.matches(facts):

@@ -62,6 +62,9 @@ _DOT_SEGMENTS = frozenset({".", ".."})
 # too; with a Host header we count the full URI.
 MAX_URI = 256
 _SCHEME = "https://"
+# Distinct targets remembered by a Router; the bound stops a flood of key ids
+# from growing it. Chosen without measuring.
+_ROUTE_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,9 @@ class Router:
 
     def __init__(self, keystores: Iterable[tuple[str, str]]) -> None:
         self._by_path: dict[str, str] = {}
+        # Targets matched before: a keystore's few key URIs come back on
+        # every request. Only matches are kept; the configuration is fixed.
+        self._routes: dict[str, Route] = {}
         names: set[str] = set()
         for name, uri_path in keystores:
             validate_uri_path(uri_path)
@@ -123,7 +129,12 @@ class Router:
             host is not None and len(_SCHEME) + len(host) + len(target) > MAX_URI
         ):
             raise InvalidUriPathException(f"URI longer than {MAX_URI} characters")
-        route = self._match(target)
+        route = self._routes.get(target)
+        if route is None:
+            route = self._match(target)
+            if len(self._routes) >= _ROUTE_CACHE_SIZE:
+                self._routes.clear()
+            self._routes[target] = route
         if method != "POST":
             raise MethodNotAllowed()
         return route

@@ -24,7 +24,7 @@ from sidecar.backends.base import (
     KeyDescription,
     KeyManager,
 )
-from sidecar.xks.envelope import cdiv, decode_metadata, encode_metadata, hsm_aad
+from sidecar.xks.envelope import cdiv, encode_metadata, hsm_aad, metadata_key_version
 from sidecar.xks.errors import (
     InternalException,
     InvalidCiphertextException,
@@ -103,7 +103,7 @@ async def encrypt(
     _require_usable(description, (ENCRYPT, DECRYPT) if wants_cdiv else (ENCRYPT,))
 
     aad = request.additional_authenticated_data
-    result, metadata = await _encrypt_at_current_version(
+    result, metadata, sealed_aad = await _encrypt_at_current_version(
         backend, key_id, request.plaintext, aad, description.current_version
     )
     _check_gcm_output(result, len(request.plaintext))
@@ -113,7 +113,9 @@ async def encrypt(
         # corruption after this point fails the decrypt instead of being
         # sealed into a matching CDIV.
         integrity_value = cdiv(aad, metadata, result.iv, result.ciphertext, result.tag)
-        await _verify_decryptable(backend, key_id, request, result, metadata)
+        await _verify_decryptable(
+            backend, key_id, request.plaintext, result, sealed_aad
+        )
     return EncryptResponse(
         ciphertext=result.ciphertext,
         initialization_vector=result.iv,
@@ -163,19 +165,21 @@ async def _encrypt_at_current_version(
     plaintext: bytes,
     aad: bytes,
     predicted_version: int,
-) -> tuple[GcmResult, bytes]:
+) -> tuple[GcmResult, bytes, bytes]:
     """Encrypt with the key version recorded in the ciphertextMetadata.
 
     The metadata (which names the key version) is part of the HSM AAD, but
     the HSM picks the version only when it encrypts. We build the metadata
     for the version describe_key reported and check the HSM used that one;
     if a rotation slipped in between, we encrypt again for the new version.
+    Returns the result, its ciphertextMetadata and the HSM AAD used.
     """
     for _ in range(_ENCRYPT_ATTEMPTS):
         metadata = encode_metadata(predicted_version)
-        result = await backend.encrypt(key_id, plaintext, hsm_aad(aad, metadata))
+        sealed_aad = hsm_aad(aad, metadata)
+        result = await backend.encrypt(key_id, plaintext, sealed_aad)
         if result.key_version == predicted_version:
-            return result, metadata
+            return result, metadata, sealed_aad
         predicted_version = result.key_version
     raise InternalException(reason="key version kept changing during encrypt")
 
@@ -194,20 +198,25 @@ def _check_gcm_output(result: GcmResult, plaintext_length: int) -> None:
 async def _verify_decryptable(
     backend: KeyManager,
     key_id: str,
-    request: EncryptRequest,
+    expected: bytes,
     result: GcmResult,
-    metadata: bytes,
+    sealed_aad: bytes,
 ) -> None:
-    """Appendix C step 3: decrypt the output as a Decrypt request would."""
+    """Appendix C step 3: decrypt the output as a Decrypt request would.
+
+    A Decrypt of this output would read the key version back from the
+    metadata we just encoded (``result.key_version``, checked equal) and
+    rebuild the very HSM AAD the encryption used, so both are reused as
+    they are rather than decoded and built again.
+    """
     try:
-        plaintext = await _decrypt(
-            backend,
+        plaintext = await backend.decrypt(
             key_id,
-            metadata,
-            request.additional_authenticated_data,
+            result.key_version,
             result.iv,
             result.ciphertext,
             result.tag,
+            sealed_aad,
         )
     except InvalidCiphertextException as exc:
         # Our own fresh ciphertext does not decrypt: the caller's input was
@@ -215,11 +224,11 @@ async def _verify_decryptable(
         raise InternalException(
             reason="CDIV check: ciphertext not decryptable"
         ) from exc
-    if not hmac.compare_digest(plaintext, request.plaintext):
+    if not hmac.compare_digest(plaintext, expected):
         raise InternalException(reason="CDIV check: decrypt gave other plaintext")
 
 
-async def _decrypt(
+def _decrypt(
     backend: KeyManager,
     key_id: str,
     metadata: bytes | None,
@@ -227,8 +236,13 @@ async def _decrypt(
     iv: bytes,
     ciphertext: bytes,
     tag: bytes,
-) -> bytes:
-    key_version = decode_metadata(metadata).key_version
-    return await backend.decrypt(
+) -> Awaitable[bytes]:
+    """The backend's decrypt of a Decrypt request's fields.
+
+    A plain function handing back the backend's coroutine (one coroutine
+    less per Decrypt); bad metadata still raises in the awaiting statement.
+    """
+    key_version = metadata_key_version(metadata)
+    return backend.decrypt(
         key_id, key_version, iv, ciphertext, tag, hsm_aad(aad, metadata or b"")
     )
