@@ -31,7 +31,6 @@ from sidecar.dataplane.connection import ConnectionInfo, HttpConnection
 from sidecar.dataplane.messages import Handler, TlsInfo
 from sidecar.dataplane.ping import ping_handler
 from sidecar.dataplane.settings import DataplaneConfig, HttpLimits, ParserName
-from sidecar.dataplane.socket_transport import SocketTransport
 from sidecar.dataplane.sockets import bound_port, open_listeners
 from sidecar.dataplane.tls import ServerTls, build_server_tls
 from sidecar.dataplane.tls_stream import TlsStream
@@ -218,33 +217,36 @@ class _Server:
         self, tcp: trio.SocketStream, slots: trio.Semaphore | None, is_ping: bool
     ) -> None:
         peer = _peer(tcp)
-        # TLS runs over a leaner transport, which takes the socket over.
-        secure = self.server_tls is not None and not is_ping
-        transport = SocketTransport.take(tcp) if secure else None
+        server_tls = None if is_ping else self.server_tls
+        # TLS runs straight on the socket, which the TLS stream takes over.
+        tls = TlsStream.take(tcp, server_tls) if server_tls is not None else None
         try:
-            await self._serve_connection(transport or tcp, peer, is_ping)
+            await self._serve_connection(tcp, tls, peer, is_ping)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             logger.debug("connection from %s ended: %s", peer, exc)
         except Exception:
             logger.exception("connection from %s failed; closed it", peer)
         finally:
             try:
-                if transport is not None:
-                    transport.close()  # no-op when the TLS stream closed it
+                if tls is not None:
+                    tls.close()  # no-op when the TLS stream closed it
                 await tcp.aclose()  # likewise, or when the socket was taken
             finally:
                 _release(slots)  # even when cancelled inside aclose
 
     async def _serve_connection(
-        self, tcp: trio.abc.Stream, peer: tuple[str, int] | None, is_ping: bool
+        self,
+        tcp: trio.SocketStream,
+        tls: TlsStream | None,
+        peer: tuple[str, int] | None,
+        is_ping: bool,
     ) -> None:
         stream: trio.abc.Stream = tcp
         tls_info: TlsInfo | None = None
-        if self.server_tls is not None and not is_ping:
-            secured = await _handshake(tcp, self.server_tls, peer)
-            if secured is None:
+        if tls is not None:
+            if not await _handshake(tls, peer):
                 return
-            stream, tls_info = secured, secured.tls_info()
+            stream, tls_info = tls, tls.tls_info()
         handler = ping_handler if is_ping else self.handler
         codec = make_codec(self.config.parser, self.config.limits)
         connection = HttpConnection(
@@ -263,22 +265,19 @@ class _Server:
             self.connections.discard(connection)
 
 
-async def _handshake(
-    tcp: trio.abc.Stream, server_tls: ServerTls, peer: tuple[str, int] | None
-) -> TlsStream | None:
-    """The TLS stream, or None after a failed or too slow handshake."""
-    stream = TlsStream(tcp, server_tls)
+async def _handshake(stream: TlsStream, peer: tuple[str, int] | None) -> bool:
+    """True once the handshake succeeded; else closes ``stream`` and logs why."""
     try:
-        with trio.fail_after(server_tls.handshake_timeout):
+        with trio.fail_after(stream.handshake_timeout):
             await stream.do_handshake()
     except trio.TooSlowError:
         logger.info("TLS handshake with %s timed out", peer)
     except trio.BrokenResourceError as exc:
         _log_handshake_failure(stream, peer, exc)
     else:
-        return stream
+        return True
     await stream.aclose()
-    return None
+    return False
 
 
 def _log_handshake_failure(
