@@ -108,9 +108,14 @@ def head_from_fields(
     headers: Sequence[Header],
     http_version: str,
     limits: HttpLimits,
+    head_size: int | None = None,
 ) -> RequestHead:
-    """Apply the shared request policy (module docstring) to a parsed head."""
-    _check_head_size(method, target, headers, limits)
+    """Apply the shared request policy (module docstring) to a parsed head.
+
+    ``head_size``: its size in bytes if the parser counted it already, as
+    ``_check_head_size`` would (request line and "name: value" CRLF lines).
+    """
+    _check_head_size(method, target, headers, limits, head_size)
     content_length = 0
     expects_continue = False
     for name, value in headers:
@@ -126,14 +131,19 @@ def head_from_fields(
 
 
 def _check_head_size(
-    method: str, target: str, headers: Sequence[Header], limits: HttpLimits
+    method: str,
+    target: str,
+    headers: Sequence[Header],
+    limits: HttpLimits,
+    size: int | None,
 ) -> None:
     if len(headers) > limits.max_header_count:
         raise HttpProtocolError(431, "too many header fields")
     # Parsers bound a head that arrives piecemeal; one that arrives whole in
     # a single read is measured here: request line, then "name: value" CRLF.
-    size = len(method) + len(target) + 12
-    size += sum(len(name) + len(value) + 4 for name, value in headers)
+    if size is None:
+        size = len(method) + len(target) + 12
+        size += sum(len(name) + len(value) + 4 for name, value in headers)
     if size > limits.max_header_bytes:
         raise HttpProtocolError(431, "request head too large")
 

@@ -124,7 +124,10 @@ class HttptoolsCodec:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
-        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        # _count_head inline: this runs for every header of every request.
+        self._head_exact += len(name) + len(value) + 4  # ": " and CRLF
+        if self._head_exact > self._limits.max_header_bytes:
+            raise HttpProtocolError(431, "request head too large")
 
     def on_headers_complete(self) -> None:
         self._head_open = False
@@ -132,12 +135,16 @@ class HttptoolsCodec:
         # HTTP/1.0 keep-alive is an extension h11 does not implement either;
         # both codecs answer an HTTP/1.0 request and close.
         keep_alive = self._parser.should_keep_alive() and version != "1.0"
+        method = self._parser.get_method().decode("ascii")
         head = head_from_fields(
-            self._parser.get_method().decode("ascii"),
+            method,
             self._url.decode("latin-1"),
             self._headers,
             version,
             self._limits,
+            # Counted as _check_head_size counts: the URL and fields so far,
+            # plus the method and the request line's spaces, version, CRLF.
+            self._head_exact + len(method) + 12,
         )
         self._keep_alive_flags.append(keep_alive)
         self._events.append(head)

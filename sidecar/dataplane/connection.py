@@ -128,25 +128,35 @@ class HttpConnection:
 
     async def _serve_requests(self) -> None:
         served = 0
+        codec, stream, handler = self._codec, self._stream, self._handler
         while not self._closing:
             request = await self._read_request()
             served += 1
-            self._enter(Phase.HANDLING)
-            response = await self._respond(request)
+            self._phase = Phase.HANDLING  # no timeout: the handler bounds itself
+            self.deadline = math.inf
+            # The one catch-all at the request boundary. Exception, not
+            # BaseException: Cancelled (shutdown, timeouts) must pass through.
+            try:
+                response = await handler(request)
+            except Exception:
+                logger.exception(
+                    "handler raised on %s %s; answered 500",
+                    request.method,
+                    request.raw_path.partition("?")[0],
+                )
+                response = INTERNAL_ERROR_RESPONSE
             close = self._closing or self._reached_request_limit(served)
             self._enter(Phase.SENDING)
-            await self._stream.send_all(self._frame(response, close=close))
-            if close or not self._codec.keep_alive:
+            await stream.send_all(self._frame(response, close=close))
+            if close or not codec.keep_alive:
                 return
-            self._codec.start_next_request()
+            codec.start_next_request()
             self._enter(Phase.IDLE)
 
     def _enter(self, phase: Phase) -> None:
+        """A phase with a timeout (not HANDLING): its deadline starts now."""
         self._phase = phase
-        if phase is Phase.HANDLING:
-            self.deadline = math.inf
-        else:
-            self.deadline = trio.current_time() + self._timeouts[phase]
+        self.deadline = trio.current_time() + self._timeouts[phase]
 
     def _reached_request_limit(self, served: int) -> bool:
         limit = self._limits.max_requests_per_connection
@@ -155,26 +165,32 @@ class HttpConnection:
     # -- reading -----------------------------------------------------------------
 
     async def _read_request(self) -> HttpRequest:
-        head = await self._next_event()
+        codec = self._codec
+        head = codec.next_event()
+        while head is Signal.NEED_DATA:
+            await self._receive_more()
+            head = codec.next_event()
         if not isinstance(head, RequestHead):
             raise _Closing  # the peer closed between requests
-        event = self._codec.next_event()
+        event = codec.next_event()
         if event is Signal.NEED_DATA and head.expects_continue:
             # Sent within the request's deadline, not a send deadline.
-            await self._stream.send_all(self._codec.continue_bytes())
+            await self._stream.send_all(codec.continue_bytes())
         while event is Signal.NEED_DATA:
             await self._receive_more()
-            event = self._codec.next_event()
+            event = codec.next_event()
         if not isinstance(event, RequestBody):
             raise HttpProtocolError(400, "incomplete request")
-        return self._request(head, event.body)
-
-    async def _next_event(self) -> RequestHead | RequestBody | Signal:
-        event = self._codec.next_event()
-        while event is Signal.NEED_DATA:
-            await self._receive_more()
-            event = self._codec.next_event()
-        return event
+        info = self._info
+        return HttpRequest(
+            head.method,
+            head.target,
+            head.headers,
+            event.body,
+            head.http_version,
+            info.peer,
+            info.tls,
+        )
 
     async def _receive_more(self) -> None:
         self._start_request_clock()  # bytes of a pipelined request may wait
@@ -187,31 +203,7 @@ class HttpConnection:
         if self._phase is Phase.IDLE and self._codec.request_in_progress:
             self._enter(Phase.RECEIVING)
 
-    def _request(self, head: RequestHead, body: bytes) -> HttpRequest:
-        return HttpRequest(
-            method=head.method,
-            raw_path=head.target,
-            headers=head.headers,
-            body=body,
-            http_version=head.http_version,
-            peer=self._info.peer,
-            tls=self._info.tls,
-        )
-
     # -- answering ---------------------------------------------------------------
-
-    async def _respond(self, request: HttpRequest) -> HttpResponse:
-        # The one catch-all at the request boundary. Exception, not
-        # BaseException: Cancelled (shutdown, timeouts) must pass through.
-        try:
-            return await self._handler(request)
-        except Exception:
-            logger.exception(
-                "handler raised on %s %s; answered 500",
-                request.method,
-                request.raw_path.partition("?")[0],
-            )
-            return INTERNAL_ERROR_RESPONSE
 
     def _frame(self, response: HttpResponse, *, close: bool) -> bytes:
         try:

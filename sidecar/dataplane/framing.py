@@ -61,25 +61,45 @@ DATE = _DateCache()
 
 def frame_response(response: HttpResponse, *, close: bool, head_only: bool) -> bytes:
     """The bytes of ``response``; ``head_only`` for an answer to HEAD."""
-    parts = [_STATUS_LINES.get(response.status) or _status_line(response.status)]
-    _append_headers(parts, response.headers)
-    parts.append(DATE.header())
-    parts.append(b"content-length: %d\r\n" % len(response.body))
-    if close:
-        parts.append(b"connection: close\r\n")
-    parts.append(b"\r\n")
-    if not head_only:
-        parts.append(response.body)
-    return b"".join(parts)
+    return b"".join(
+        (
+            _STATUS_LINES.get(response.status) or _status_line(response.status),
+            _header_lines(response.headers),
+            DATE.header(),
+            b"content-length: %d\r\n" % len(response.body),
+            b"connection: close\r\n\r\n" if close else b"\r\n",
+            b"" if head_only else response.body,
+        )
+    )
 
 
-def _append_headers(parts: list[bytes], headers: Headers) -> None:
+# Header blocks already checked, by the handler's headers (a handler answers
+# with a few fixed sets). Bounded so that handlers building headers per
+# response cannot grow it; the size is chosen without measuring.
+_CHECKED: dict[Headers, bytes] = {}
+_CHECKED_MAX = 64
+
+
+def _header_lines(headers: Headers) -> bytes:
+    """``headers`` as lines, framing headers left out; ValueError on CR/LF."""
+    lines = _CHECKED.get(headers)
+    if lines is None:
+        lines = _checked_header_lines(headers)
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[headers] = lines
+    return lines
+
+
+def _checked_header_lines(headers: Headers) -> bytes:
+    parts: list[bytes] = []
     for name, value in headers:
         if name.lower() in FRAMING_HEADERS:
             continue
         if b"\r" in name or b"\n" in name or b"\r" in value or b"\n" in value:
             raise ValueError("response header contains CR or LF")
         parts += (name, b": ", value, b"\r\n")
+    return b"".join(parts)
 
 
 def error_response(status: int, reason: str) -> HttpResponse:
