@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import secrets
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +34,10 @@ from tests.e2e.harness import (
     sidecar_config,
     simulator_config,
 )
+from tests.e2e.processes import START_TIMEOUT_S
 
 REGION = "us-east-1"
+_WRAPPED_START_TIMEOUT_S = 300.0
 DEV_URI_PATH = "/dev/kms/xks/v1"
 
 
@@ -92,8 +94,9 @@ def _service(
     workdir: Path,
     profile_dir: Path | None,
     env: Mapping[str, str] | None = None,
+    wrapper: Sequence[str] = (),
 ) -> Process:
-    argv = [sys.executable]
+    argv = [*wrapper, sys.executable]
     if profile_dir is not None:
         argv += ["-m", "tests.bench.cpu_profile", str(profile_dir / f"{name}.prof")]
         argv += [name]
@@ -106,6 +109,8 @@ def _service(
         log=workdir / f"{name}.log",
         ready_file=workdir / f"{name}.ready.json",
         env=env or {},
+        # Under a wrapper such as valgrind a start takes minutes, not seconds.
+        start_timeout_s=_WRAPPED_START_TIMEOUT_S if wrapper else START_TIMEOUT_S,
     )
 
 
@@ -116,8 +121,12 @@ def bench_stack(
     *,
     tuning: Tuning = Tuning(),
     profile_dir: Path | None = None,
+    sidecar_wrapper: Sequence[str] = (),
 ) -> Iterator[BenchStack]:
-    """Start the simulator, then the sidecar; stop both on the way out."""
+    """Start the simulator, then the sidecar; stop both on the way out.
+
+    ``sidecar_wrapper``: a command the sidecar runs under (valgrind, say).
+    """
     master_key = _secret_file(workdir / "master.key", secrets.token_bytes(32).hex())
     keystores = {
         "dev": KeystoreInfo(
@@ -137,7 +146,11 @@ def bench_stack(
     (workdir / "simulator.toml").write_text(simulator_config(pki, workdir, master_key))
     simulator = _service("simulator", workdir, profile_dir)
     sidecar = _service(
-        "sidecar", workdir, profile_dir, {DEV_SECRET_ENV: dev.credentials[1][1]}
+        "sidecar",
+        workdir,
+        profile_dir,
+        {DEV_SECRET_ENV: dev.credentials[1][1]},
+        sidecar_wrapper,
     )
     with ExitStack() as running:
         running.callback(simulator.stop)

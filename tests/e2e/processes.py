@@ -41,6 +41,7 @@ class Process:
     ready_file: Path
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     child: subprocess.Popen[bytes] | None = None
+    start_timeout_s: float = START_TIMEOUT_S
 
     def start(self) -> dict[str, int]:
         """Start and wait until it listens; its ``ports`` from the ready file."""
@@ -59,7 +60,7 @@ class Process:
 
     def _wait_until_ready(self) -> dict[str, int]:
         assert self.child is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.child.poll() is not None:
                 raise StackError(self._failure(f"exited with {self.child.returncode}"))
@@ -67,7 +68,7 @@ class Process:
                 document = json.loads(self.ready_file.read_text())
                 return dict(document["ports"])
             time.sleep(0.05)
-        raise StackError(self._failure(f"not ready within {START_TIMEOUT_S:g} s"))
+        raise StackError(self._failure(f"not ready within {self.start_timeout_s:g} s"))
 
     def _failure(self, what: str) -> str:
         lines = self.log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
