@@ -38,9 +38,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Final
+
+from sidecar.audit_writer import AuditWriter
 
 AUDIT_LOGGER_NAME: Final = "sidecar.audit"
 audit_log = logging.getLogger(AUDIT_LOGGER_NAME)
@@ -144,18 +147,69 @@ def note_hsm_node(node: str) -> None:
 
 
 def emit(record: AuditRecord, outcome: str, status: int, latency_ms: float) -> None:
-    """Write the request's one line (at INFO, so the level can silence it).
+    """Write the request's one line.
 
-    One LogRecord, handed straight to the handlers: ``Logger.info`` would
-    also walk the stack for the caller (``findCaller``) and copy ``extra``
-    key by key, which together cost more than formatting the line (about
-    30 us a request on the 2-core target, docs/performance.md). The record
-    is a copy of a template (``_LineTemplate``), not a fresh ``LogRecord``.
+    A served sidecar writes it through its ``AuditWriter`` (``writing_to``);
+    otherwise (tests, the library used on its own) it is a record of the
+    logger ``sidecar.audit`` at INFO, so the level can silence it: one
+    LogRecord copied from a template (``_LineTemplate``) and handed straight
+    to the handlers, since ``Logger.info`` would also walk the stack for the
+    caller and copy ``extra`` key by key.
     """
-    if audit_log.isEnabledFor(logging.INFO):
+    destination = _destination
+    if destination is not None:
+        destination.write(record.fields(outcome, status, latency_ms))
+    elif audit_log.isEnabledFor(logging.INFO):
         line = _TEMPLATE.record()
         line.audit = record.fields(outcome, status, latency_ms)
         audit_log.handle(line)
+
+
+class _Destination:
+    """Where a served sidecar's request lines go, and in which format."""
+
+    __slots__ = ("text", "worker", "writer")
+
+    def __init__(
+        self, writer: AuditWriter, json_lines: bool, worker: int | None
+    ) -> None:
+        self.writer = writer
+        self.text = None if json_lines else TextLineFormatter()
+        self.worker = worker  # a worker process's index, added to each line
+
+    def write(self, fields: dict[str, object]) -> None:
+        if self.worker is not None:
+            fields["worker"] = self.worker
+        if self.text is None:
+            self.writer.write(json_line(fields, time.time()))
+        else:
+            line = _TEMPLATE.record()
+            line.audit = fields
+            self.writer.write(self.text.format(line) + "\n")
+
+
+_destination: _Destination | None = None
+
+
+@contextmanager
+def writing_to(
+    writer: AuditWriter, *, json_lines: bool = True, worker: int | None = None
+) -> Iterator[None]:
+    """Send request lines to ``writer`` while the block runs, then back to
+    where they went before (the ``sidecar.audit`` logger, at first)."""
+    global _destination
+    before, _destination = _destination, _Destination(writer, json_lines, worker)
+    try:
+        yield
+    finally:
+        _destination = before
+
+
+def json_line(fields: dict[str, object], created: float) -> str:
+    """The request line as ``JsonLineFormatter`` writes it, newline included."""
+    return (
+        f'{{"ts":"{_utc_timestamp(created)}",{_REQUEST_FIXED},{_encode(fields)[1:]}\n'
+    )
 
 
 class _LineTemplate:
@@ -204,6 +258,9 @@ class _LineTemplate:
 
 _MESSAGE: Final = "xks request"
 _TEMPLATE = _LineTemplate()
+_REQUEST_FIXED: Final = (
+    f'"level":"INFO","logger":"{AUDIT_LOGGER_NAME}","msg":"{_MESSAGE}"'
+)
 os.register_at_fork(after_in_child=_TEMPLATE.forget)
 
 

@@ -18,12 +18,15 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import trio
 
+from sidecar import audit
 from sidecar.app import HealthShare, RunningSidecar, run_sidecar
 from sidecar.audit import AUDIT_LOGGER_NAME, JsonLineFormatter, TextLineFormatter
+from sidecar.audit_writer import AuditWriter, batching
 from sidecar.backends.base import BackendStartupError
 from sidecar.config import ConfigError, LoggingSettings, SidecarConfig
 from sidecar.dataplane import TlsConfigError
@@ -49,8 +52,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(override or settings.level)
-    audit = logging.getLogger(AUDIT_LOGGER_NAME)
-    audit.setLevel(logging.INFO if settings.audit else logging.CRITICAL + 1)
+    audit_logger = logging.getLogger(AUDIT_LOGGER_NAME)
+    audit_logger.setLevel(logging.INFO if settings.audit else logging.CRITICAL + 1)
 
 
 class _WorkerField(logging.Filter):
@@ -102,17 +105,41 @@ async def serve_until_signalled(
     on_ready: OnReady,
     *,
     health_share: HealthShare | None = None,
+    worker: int | None = None,
 ) -> None:
-    """Run the sidecar; ``on_ready`` once it listens; stop on SIGTERM/SIGINT."""
+    """Run the sidecar; ``on_ready`` once it listens; stop on SIGTERM/SIGINT.
+
+    ``worker``: this process's index when it is one of several workers.
+    """
     # The receiver is installed before anything starts, so a signal during
     # start-up also stops cleanly instead of raising KeyboardInterrupt.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with (
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+        _request_lines(config.logging, worker),
+    ):
         async with trio.open_nursery() as nursery:
             running: RunningSidecar = await nursery.start(
                 _run_then_stop, config, health_share, nursery.cancel_scope
             )
             await on_ready(running)
             nursery.start_soon(_stop_on_signals, signals, running, nursery.cancel_scope)
+
+
+@contextmanager
+def _request_lines(settings: LoggingSettings, worker: int | None) -> Iterator[None]:
+    """While serving, request lines bypass ``logging``: their own writer
+    batches them (sidecar/audit_writer.py), in the same format, to the same
+    stderr."""
+    if not settings.audit:
+        yield
+        return
+    writer = AuditWriter(sys.stderr)
+    json_lines = settings.format == "json"
+    with (
+        audit.writing_to(writer, json_lines=json_lines, worker=worker),
+        batching(writer),
+    ):
+        yield
 
 
 async def _run_then_stop(

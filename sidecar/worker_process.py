@@ -89,7 +89,9 @@ async def _serve_worker(spec: WorkerSpec) -> None:
         link = WorkerLink(spec.index, stream, nursery.cancel_scope)
         nursery.start_soon(link.send_forever)
         nursery.start_soon(link.receive_forever)
-        await serve_until_signalled(spec.config, link.announce, health_share=link)
+        await serve_until_signalled(
+            spec.config, link.announce, health_share=link, worker=spec.index
+        )
         nursery.cancel_scope.cancel()
 
 
