@@ -9,7 +9,11 @@ the CryptoHub backend's ``HostConnection`` and the load tool's connections
 need: one task receiving and one task sending, at the same time. It runs the
 stdlib ``ssl.SSLObject`` over memory BIOs on the raw non-blocking socket,
 and waits (``trio.lowlevel.wait_readable`` and ``wait_writable``) only when
-the socket would block.
+the socket would block, or, for reading, once the last read emptied it
+(``_fill``). A wait is the only checkpoint: a call that did not need one
+goes through without a trip through the scheduler, but for one every
+``_YIELD_EVERY`` calls. ``send_nowait`` never waits at all: it is how a
+request sends its own frame without risking its deadline on a full socket.
 
 Reads can make TLS output too (a TLS 1.3 KeyUpdate answer, an alert). All
 output goes through ``_flush``, run by one task at a time: a task that finds
@@ -44,9 +48,15 @@ class ClientTlsStream(trio.abc.Stream):
     """Client TLS over a connected socket; ``do_handshake`` first."""
 
     def __init__(
-        self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str
+        self,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        server_hostname: str,
+        *,
+        wait_before_read: bool = True,
     ) -> None:
         sock.setblocking(False)
+        self._wait_before_read = wait_before_read
         self.socket = sock  # public: the connection asks it for unread bytes
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -56,6 +66,7 @@ class ClientTlsStream(trio.abc.Stream):
         self._unsent = memoryview(b"")
         self._flushing = False
         self._closed = False
+        self._drained = True  # the last recv left nothing in the socket
         self._calls = 0  # socket calls that did not block since the last yield
 
     async def do_handshake(self) -> None:
@@ -74,7 +85,6 @@ class ClientTlsStream(trio.abc.Stream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Application data, or b"" once the node sent close_notify."""
-        await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self._nothing_to_decrypt():
                 await self._fill()
@@ -103,13 +113,40 @@ class ClientTlsStream(trio.abc.Stream):
         return not (incoming.pending or incoming.eof or self._tls.pending())
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
+        self._encrypt(data)
+        await self._flush()
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> bool:
+        """Encrypt ``data`` and hand the kernel what it takes now, never
+        waiting; True if all of it went. What did not stays queued in the
+        stream, ahead of any later data, for ``flush`` (or the next send)."""
+        self._encrypt(data)
+        if self._flushing:
+            return False  # the task flushing now sends our records too
+        unsent = self._unsent
+        while unsent or self._outgoing.pending:
+            if not unsent:
+                unsent = memoryview(self._outgoing.read())
+            try:
+                sent = self.socket.send(unsent)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket: {exc}") from exc
+            unsent = unsent[sent:]
+        self._unsent = unsent
+        return not unsent and not self._outgoing.pending
+
+    async def flush(self) -> None:
+        """Send whatever ``send_nowait`` left queued."""
+        await self._flush()
+
+    def _encrypt(self, data: bytes | bytearray | memoryview) -> None:
         self._check_open()
         try:
             self._tls.write(data)
         except ssl.SSLError as exc:
             raise trio.BrokenResourceError(f"TLS: {exc}") from exc
-        await self._flush()
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.wait_writable(self.socket)
@@ -130,23 +167,39 @@ class ClientTlsStream(trio.abc.Stream):
         await trio.lowlevel.checkpoint()
 
     async def _fill(self) -> None:
-        """Feed the node's next bytes to the TLS object."""
+        """Feed the peer's next bytes to the TLS object.
+
+        With ``wait_before_read``, once a ``recv`` has emptied the socket the
+        next one waits for it to be readable first: a client with one request
+        out (the load tool) would nearly always find the answer not there yet,
+        and pay a failed system call and an exception for trying (as in
+        ``sidecar.dataplane.tls_stream``). A connection carrying the replies
+        of many requests at once (the host link) reads first: under load the
+        next reply has usually arrived, and a wait would cost a pass through
+        the scheduler for nothing.
+        """
+        if self._drained and self._wait_before_read:
+            await self._wait_readable()
         while True:
             self._check_open()
             try:
                 data = self.socket.recv(_RECEIVE_BYTES)
+                break
             except BlockingIOError:
-                self._calls = 0
-                await trio.lowlevel.wait_readable(self.socket)
-                continue
+                await self._wait_readable()
             except OSError as exc:
                 raise trio.BrokenResourceError(f"socket: {exc}") from exc
-            if data:
-                self._incoming.write(data)
-            else:
-                self._incoming.write_eof()
-            await self._yield_now_and_then()
-            return
+        self._drained = len(data) < _RECEIVE_BYTES
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+        await self._yield_now_and_then()
+
+    async def _wait_readable(self) -> None:
+        self._check_open()
+        self._calls = 0
+        await trio.lowlevel.wait_readable(self.socket)
 
     async def _flush(self) -> None:
         """Send everything the TLS object has written (see the docstring)."""
@@ -194,14 +247,22 @@ class ClientTlsStream(trio.abc.Stream):
 
 
 async def open_client_tls_stream(
-    host: str, port: int, context: ssl.SSLContext, server_hostname: str
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    server_hostname: str,
+    *,
+    wait_before_read: bool = True,
 ) -> ClientTlsStream:
     """A TCP connection (Trio's, with TCP_NODELAY) wrapped in TLS, handshake
-    done. OSError for TCP failures, BrokenResourceError for TLS ones."""
+    done. OSError for TCP failures, BrokenResourceError for TLS ones.
+    ``wait_before_read``: see ``ClientTlsStream._fill``."""
     tcp = await trio.open_tcp_stream(host, port)
     # The file descriptor leaves the Trio socket, options and all.
     sock = socket.socket(fileno=tcp.socket.detach())
-    stream = ClientTlsStream(sock, context, server_hostname)
+    stream = ClientTlsStream(
+        sock, context, server_hostname, wait_before_read=wait_before_read
+    )
     try:
         await stream.do_handshake()
     except BaseException:

@@ -6,9 +6,9 @@ them together. Either way frames keep their order, deadlines hold, and a
 request cancelled while sending strands no one else's frame.
 
 The node here is scripted in memory (``ScriptedNode``): it records every
-write and the task that made it, can hold a write as a full socket would,
-and answers only when the test says so. A real socket pair backs it only
-for the connection's "is there room to send" check.
+write and the task that made it, can hold a write as a full socket would
+(a request's own send then hands the rest to the writer), and answers only
+when the test says so.
 """
 
 from __future__ import annotations
@@ -39,11 +39,10 @@ class ScriptedNode(trio.abc.Stream):
     """A node's end of the connection, driven by the test."""
 
     def __init__(self) -> None:
-        self._pair = socket.socketpair()
-        self.socket = self._pair[0]  # only polled for room, never written
         self.writes: list[tuple[list[str], trio.lowlevel.Task]] = []
         self.hold: trio.Event | None = None  # while set up, writes wait for it
         self.answer_while_sending = False
+        self._held: trio.Event | None = None  # what a partial send waits for
         self._send, self._receive = trio.open_memory_channel[bytes](100)
 
     def ids_written(self) -> list[list[str]]:
@@ -56,14 +55,35 @@ class ScriptedNode(trio.abc.Stream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
-        ids = [match.decode() for match in _IDS.findall(bytes(data))]
-        self.writes.append((ids, trio.lowlevel.current_task()))
+        ids = self._record(data)
         if self.hold is not None:
             await self.hold.wait()
         if self.answer_while_sending:
             for correlation_id in ids:
                 self.answer(correlation_id)
             await trio.testing.wait_all_tasks_blocked()  # the reader delivers
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> bool:
+        """A send that never waits: under ``hold`` only part of it "fits"."""
+        ids = self._record(data)
+        if self.answer_while_sending:
+            for correlation_id in ids:
+                self.answer(correlation_id)
+        self._held = self.hold
+        return self.hold is None
+
+    async def flush(self) -> None:
+        """The rest of a held ``send_nowait``, once the hold is released."""
+        held, self._held = self._held, None
+        if held is not None:
+            await held.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def _record(self, data: bytes | bytearray | memoryview) -> list[str]:
+        ids = [match.decode() for match in _IDS.findall(bytes(data))]
+        self.writes.append((ids, trio.lowlevel.current_task()))
+        return ids
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -72,17 +92,12 @@ class ScriptedNode(trio.abc.Stream):
         return await self._receive.receive()
 
     async def aclose(self) -> None:
-        self._pair[0].close()
-        self._pair[1].close()
         await trio.lowlevel.checkpoint()
 
 
 @pytest.fixture
-def node() -> Iterator[ScriptedNode]:
-    scripted = ScriptedNode()
-    yield scripted
-    scripted._pair[0].close()
-    scripted._pair[1].close()
+def node() -> ScriptedNode:
+    return ScriptedNode()
 
 
 @pytest.fixture
@@ -199,9 +214,11 @@ async def test_frames_queued_behind_a_stalled_own_write_follow_it_in_order(
     assert len(list(_frames(replies))) == 3
 
 
-async def test_a_request_cancelled_in_its_own_write_strands_no_other_frame(
+async def test_a_request_cancelled_before_its_own_write_is_out_strands_no_frame(
     connection: HostConnection, node: ScriptedNode
 ) -> None:
+    """Its own send never waits: the writer finishes it, cancelled or not,
+    and the frames queued behind it follow."""
     node.hold = trio.Event()
     replies: dict[str, Reply | BaseException] = {}
     async with trio.open_nursery() as nursery:
@@ -212,6 +229,9 @@ async def test_a_request_cancelled_in_its_own_write_strands_no_other_frame(
         await trio.testing.wait_all_tasks_blocked()
 
         first_scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        assert node.ids_written() == [["1"]]  # the rest of "1" still queued
+        node.hold.set()
         node.hold = None
         await trio.testing.wait_all_tasks_blocked()
         node.answer("2")

@@ -128,3 +128,47 @@ async def test_a_waiting_receive_can_be_cancelled_and_the_stream_reused(
     await client.send_all(b"still here")
     assert await _receive_exactly(client, 10) == b"still here"
     await client.aclose()
+
+
+async def test_send_nowait_sends_at_once_when_the_socket_has_room(
+    pki: Pki, nursery: trio.Nursery
+) -> None:
+    async def echo(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        while data := await stream.receive_some():
+            await stream.send_all(data)
+
+    client = await _connect(pki, nursery, echo)
+
+    assert client.send_nowait(b"[AOECHO;ID1;]") is True
+    assert await _receive_exactly(client, 13) == b"[AOECHO;ID1;]"
+    await client.aclose()
+
+
+async def test_send_nowait_into_a_full_socket_queues_the_rest_in_order(
+    pki: Pki, nursery: trio.Nursery
+) -> None:
+    reading = trio.Event()
+    received: list[bytes] = []
+
+    async def slow_reader(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        await reading.wait()  # until then the client's send buffer fills up
+        while data := await stream.receive_some():
+            received.append(data)
+
+    client = await _connect(pki, nursery, slow_reader)
+    chunk = bytes(range(256)) * 256  # 64 KiB
+    sent = 0
+    with trio.fail_after(5):  # it must never wait for the reader
+        while client.send_nowait(chunk):
+            sent += 1
+        sent += 1  # the chunk that did not fit whole is queued, not lost
+    assert client.send_nowait(b"END") is False  # behind the queued bytes
+
+    reading.set()
+    with trio.fail_after(5):
+        await client.flush()
+        await client.aclose()
+        while b"".join(received)[-3:] != b"END":
+            await trio.sleep(0.01)
+
+    assert b"".join(received) == chunk * sent + b"END"

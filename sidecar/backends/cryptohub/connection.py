@@ -9,10 +9,11 @@ and replies come back in any order carrying their request's ``ID``. Here:
   the writer, and waits for the reply with that ID, or for its deadline
   (``deadlines``: no cancel scope per request).
 * On an idle node (nothing in flight on any of its connections, nothing
-  queued or being sent, no request woken with its reply still to run, and
-  room in the socket) the request sends its own frame: a hand-off to the
-  writer would cost a task step, the largest single cost of a command with
-  one caller. Otherwise the frame queues for the writer task, which writes
+  queued or being sent, no request woken with its reply still to run) the
+  request sends its own frame, with a send that never waits: a hand-off to
+  the writer would cost a task step, the largest single cost of a command
+  with one caller; what the socket does not take at once the writer sends.
+  Otherwise the frame queues for the writer task, which writes
   whatever has queued up meanwhile as one write: fewer TLS records and
   system calls under load. Only one of them sends at a time, so frames never
   interleave and keep their order. A queued frame whose request already
@@ -24,9 +25,9 @@ Why a writer task rather than a lock around ``send_all``: a request's
 deadline or cancellation may end it at any moment, and it must not leave
 other requests' frames behind it, nor wait on a socket past its deadline.
 No request ever cancels the writer, so a timeout costs one request, never
-the connection; a request sends for itself only when the socket surely
-takes its frame at once (``_may_send_at_once``), and frames queued meanwhile
-go to the writer, not into the stream behind it.
+the connection; a request sends for itself only with a send that cannot
+wait (``_may_send_at_once``), and frames queued meanwhile go to the writer,
+not into the stream behind it.
 
 A request that ends for any reason (reply, deadline, cancellation) removes
 its waiter on the way out, so a reply that never comes leaks nothing, and a
@@ -42,11 +43,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import math
-import select
 import sys
 import termios
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import trio
@@ -71,10 +71,6 @@ ClosedCallback = Callable[["HostConnection", str, bool], None]
 # One read's worth; a whole default-size frame fits. Chosen, not measured.
 _RECEIVE_BYTES: Final = 65536
 _ID: Final = Tag.ID.value
-# The largest frame a request may send from its own task; see
-# HostConnection._may_send_at_once. Frames of XKS-sized requests with a short
-# AAD take 250-350 bytes; bigger ones go through the writer task.
-_DIRECT_MAX: Final = 1024
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -158,7 +154,15 @@ class HostConnection:
         self._outbox: deque[tuple[str, bytes]] = deque()
         self._writer: trio.lowlevel.Task | None = None  # while it waits for work
         self._sending = False  # a send_all (writer's or a request's) under way
-        self._room = _writable_poll(stream)  # None: requests never send themselves
+        # The stream's non-waiting send (``ClientTlsStream.send_nowait``);
+        # without one, every frame goes through the writer.
+        self._send_nowait: Callable[[bytes], bool] | None = getattr(
+            stream, "send_nowait", None
+        )
+        self._flush_stream: Callable[[], Awaitable[None]] = getattr(
+            stream, "flush", trio.lowlevel.checkpoint
+        )
+        self._leftover = False  # part of a request's own send is still queued
         self._taken = 0  # frames handed to the stream (sent, or skipped)
         self._scope = trio.CancelScope()
         self._ended: str | None = None  # why the connection ended, once it has
@@ -196,19 +200,19 @@ class HostConnection:
             elsewhere_idle
             and not waiters
             and not self._woken.count
-            and self._may_send_at_once(data)
+            and self._may_send_at_once()
         )
         waiter = waiters[correlation_id] = _Waiter(self._woken)
         if deadline != math.inf:
             self._deadlines.watch(deadline, waiter)
         try:
             if direct:
-                await self._send_directly(data)
+                self._send_directly(data)
             else:
                 self._outbox.append((correlation_id, data))
                 if not self._sending:
                     self._wake_writer()
-            if not waiter.done:  # it may be, if the stream yielded in a send
+            if not waiter.done:  # settled already if the connection ended
                 # Parked here rather than in a method of the waiter: one
                 # coroutine less to create and to resume through.
                 waiter.task = trio.lowlevel.current_task()
@@ -223,9 +227,10 @@ class HostConnection:
             raise DeadlinePassed(f"node {self._node_name}: no reply in time")
         raise ConnectionLost(f"node {self._node_name}: {self._ended}")
 
-    def _may_send_at_once(self, data: bytes) -> bool:
-        """True if a request on this connection may send ``data`` from its own
-        task: nothing queued or being sent, and the socket surely has room.
+    def _may_send_at_once(self) -> bool:
+        """True if a request on this connection may send its frame from its
+        own task: the stream can send without waiting, and nothing is queued
+        or being sent.
 
         Why: handing a frame to the writer task costs a task step, the
         largest single cost of a command when requests come one at a time
@@ -240,43 +245,40 @@ class HostConnection:
         59-65 us per command without own sends, 73-87 with them whenever the
         connection was idle).
 
-        Why the socket check: a request sending for itself must never wait on
-        the socket, or a node that stopped reading would hold it past its
-        deadline, which only the waiter (``deadlines``) enforces. ``poll``
-        reports POLLOUT only while less than two thirds of the send buffer is
-        queued (Linux ``tcp_poll``), so a frame of at most ``_DIRECT_MAX``
-        bytes goes out without blocking even with the smallest default send
-        buffer (16 KiB). Costs about 0.7 us.
+        A request sending for itself must never wait on the socket, or a
+        node that stopped reading would hold it past its deadline, which only
+        the waiter (``deadlines``) enforces: so it uses the stream's
+        ``send_nowait``, and whatever the socket does not take at once is
+        left to the writer (``_send_directly``).
         """
         return (
-            not self._outbox
+            self._send_nowait is not None
+            and not self._outbox
             and not self._sending
             and not self._scope.cancel_called  # ending: as before, send nothing
-            and len(data) <= _DIRECT_MAX
-            and self._room is not None
-            and bool(self._room.poll(0))
         )
 
-    async def _send_directly(self, data: bytes) -> None:
-        """Send a request's frame from the request's own task (see
-        ``_may_send_at_once``).
+    def _send_directly(self, data: bytes) -> None:
+        """Send a request's frame from the request's own task, without
+        waiting (see ``_may_send_at_once``).
 
-        Frames queued meanwhile (the stream may yield to the scheduler) wait
-        in the outbox, not in the stream, and the writer is woken for them on
-        the way out, so they keep their order behind this one.
+        If the socket takes only part of it, the rest stays queued in the
+        stream and the writer sends it, ahead of the frames queued after this
+        one, which wait in the outbox meanwhile (``_sending``).
         """
-        self._sending = True
+        assert self._send_nowait is not None
         self._taken = self._last_id  # the outbox is empty: every frame so far
         try:
-            await self._stream.send_all(data)
+            if self._send_nowait(data):
+                return
         except _GONE as exc:
             # As in the writer: the reader's task ends the connection, which
             # fails this request (and any other) with ConnectionLost.
             self._lose(exc)
-        finally:
-            self._sending = False
-            if self._outbox:
-                self._wake_writer()
+            return
+        self._sending = True
+        self._leftover = True
+        self._wake_writer()
 
     def heard_nothing_since(self, replies_before: int) -> bool:
         """True if the node has said nothing since ``replies_received`` was
@@ -354,6 +356,13 @@ class HostConnection:
         outbox = self._outbox
         try:
             while True:
+                if self._leftover:  # the rest of a request's own send
+                    try:
+                        await self._flush_stream()
+                    finally:
+                        self._leftover = False
+                        self._sending = False
+                    continue
                 if not outbox:
                     self._writer = trio.lowlevel.current_task()
                     await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
@@ -410,16 +419,6 @@ def _socket_of(stream: trio.abc.Stream) -> Any:
     stream's), or None when it has none."""
     transport = getattr(stream, "transport_stream", stream)
     return getattr(transport, "socket", None)
-
-
-def _writable_poll(stream: trio.abc.Stream) -> select.poll | None:
-    """A poll object asking whether ``stream``'s socket takes data now."""
-    sock = _socket_of(stream)
-    if sock is None:
-        return None
-    room = select.poll()
-    room.register(sock.fileno(), select.POLLOUT)
-    return room
 
 
 def _unread_bytes(stream: trio.abc.Stream) -> int:

@@ -49,6 +49,8 @@ async def connect_tls(node: NodeSettings, context: ssl.SSLContext) -> ClientTlsS
     the handshake has finished, so a refused client certificate shows up on
     the first read, as a lost connection, not here.
     """
+    # One connection carries the replies of many requests: read before
+    # waiting (``ClientTlsStream._fill``).
     return await open_client_tls_stream(
-        node.host, node.port, context, node.tls_server_name
+        node.host, node.port, context, node.tls_server_name, wait_before_read=False
     )
