@@ -147,28 +147,28 @@ async def test_send_nowait_sends_at_once_when_the_socket_has_room(
 async def test_send_nowait_into_a_full_socket_queues_the_rest_in_order(
     pki: Pki, nursery: trio.Nursery
 ) -> None:
-    reading = trio.Event()
+    reading, done = trio.Event(), trio.Event()
     received: list[bytes] = []
 
     async def slow_reader(stream: trio.SSLStream[trio.SocketStream]) -> None:
         await reading.wait()  # until then the client's send buffer fills up
         while data := await stream.receive_some():
             received.append(data)
+        done.set()
 
     client = await _connect(pki, nursery, slow_reader)
     chunk = bytes(range(256)) * 256  # 64 KiB
     sent = 0
-    with trio.fail_after(5):  # it must never wait for the reader
-        while client.send_nowait(chunk):
-            sent += 1
-        sent += 1  # the chunk that did not fit whole is queued, not lost
+    # Synchronous: were it to wait for the reader, the test would hang here.
+    while client.send_nowait(chunk):
+        sent += 1
+    sent += 1  # the chunk that did not fit whole is queued, not lost
     assert client.send_nowait(b"END") is False  # behind the queued bytes
 
     reading.set()
     with trio.fail_after(5):
         await client.flush()
         await client.aclose()
-        while b"".join(received)[-3:] != b"END":
-            await trio.sleep(0.01)
+        await done.wait()
 
     assert b"".join(received) == chunk * sent + b"END"
