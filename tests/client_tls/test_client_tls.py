@@ -153,7 +153,7 @@ async def test_send_nowait_into_a_full_socket_queues_the_rest_in_order(
     async def slow_reader(stream: trio.SSLStream[trio.SocketStream]) -> None:
         await reading.wait()  # until then the client's send buffer fills up
         while data := await stream.receive_some():
-            received.append(data)
+            received.append(bytes(data))
         done.set()
 
     client = await _connect(pki, nursery, slow_reader)
