@@ -41,9 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import Final
-
-from sidecar.audit_writer import AuditWriter
+from typing import Final, TextIO
 
 AUDIT_LOGGER_NAME: Final = "sidecar.audit"
 audit_log = logging.getLogger(AUDIT_LOGGER_NAME)
@@ -149,8 +147,12 @@ def note_hsm_node(node: str) -> None:
 def emit(record: AuditRecord, outcome: str, status: int, latency_ms: float) -> None:
     """Write the request's one line.
 
-    A served sidecar writes it through its ``AuditWriter`` (``writing_to``);
-    otherwise (tests, the library used on its own) it is a record of the
+    A served sidecar writes it straight to its log stream (``writing_to``),
+    formatted here as ``JsonLineFormatter`` formats it. Through ``logging``
+    each line took a LogRecord, the logger's and the handler's dispatch, two
+    lock round trips and the formatter: the line's cost doubled, about a
+    tenth of the sidecar's CPU per request then (docs/performance.md).
+    Otherwise (tests, the library used on its own) it is a record of the
     logger ``sidecar.audit`` at INFO, so the level can silence it: one
     LogRecord copied from a template (``_LineTemplate``) and handed straight
     to the handlers, since ``Logger.info`` would also walk the stack for the
@@ -166,39 +168,60 @@ def emit(record: AuditRecord, outcome: str, status: int, latency_ms: float) -> N
 
 
 class _Destination:
-    """Where a served sidecar's request lines go, and in which format."""
+    """Where a served sidecar's request lines go, and in which format.
 
-    __slots__ = ("text", "worker", "writer")
+    One ``write`` and ``flush`` per line, as ``logging.StreamHandler`` does:
+    the line is with the kernel before the next request is read, and on
+    stderr (line-buffered) it is a single system call, atomic for a pipe up
+    to PIPE_BUF bytes, so the lines of worker processes sharing a pipe never
+    interleave. Batching lines was tried and dropped: it saved half a
+    system call per request and cost more in the event-loop hook that had
+    to flush the batch than it saved (docs/performance.md).
+    """
 
-    def __init__(
-        self, writer: AuditWriter, json_lines: bool, worker: int | None
-    ) -> None:
-        self.writer = writer
+    __slots__ = ("failed", "stream", "text", "worker")
+
+    def __init__(self, stream: TextIO, json_lines: bool, worker: int | None) -> None:
+        self.stream = stream
         self.text = None if json_lines else TextLineFormatter()
         self.worker = worker  # a worker process's index, added to each line
+        self.failed = False
 
     def write(self, fields: dict[str, object]) -> None:
         if self.worker is not None:
             fields["worker"] = self.worker
         if self.text is None:
-            self.writer.write(json_line(fields, time.time()))
+            line = json_line(fields, time.time())
         else:
-            line = _TEMPLATE.record()
-            line.audit = fields
-            self.writer.write(self.text.format(line) + "\n")
+            record = _TEMPLATE.record()
+            record.audit = fields
+            line = self.text.format(record) + "\n"
+        try:
+            self.stream.write(line)
+            self.stream.flush()
+        except (OSError, ValueError) as exc:  # ValueError: the stream is closed
+            self._report(exc)
+
+    def _report(self, exc: Exception) -> None:
+        # Where request lines cannot go, log lines likely cannot either; say
+        # it once through logging, whose own failures are its handler's.
+        if not self.failed:
+            self.failed = True
+            _log.error("cannot write request lines: %s", exc)
 
 
 _destination: _Destination | None = None
+_log = logging.getLogger("sidecar")
 
 
 @contextmanager
 def writing_to(
-    writer: AuditWriter, *, json_lines: bool = True, worker: int | None = None
+    stream: TextIO, *, json_lines: bool = True, worker: int | None = None
 ) -> Iterator[None]:
-    """Send request lines to ``writer`` while the block runs, then back to
+    """Write request lines to ``stream`` while the block runs, then send them
     where they went before (the ``sidecar.audit`` logger, at first)."""
     global _destination
-    before, _destination = _destination, _Destination(writer, json_lines, worker)
+    before, _destination = _destination, _Destination(stream, json_lines, worker)
     try:
         yield
     finally:
