@@ -105,6 +105,7 @@ def _cryptohub(table: Table, env: Mapping[str, str]) -> CryptoHubSettings:
     return CryptoHubSettings(
         nodes=nodes,
         pool_size=table.integer("pool_size", d.pool_size, 1, 64),
+        pipeline_depth=table.integer("pipeline_depth", d.pipeline_depth, 1, 4096),
         request_timeout_s=table.milliseconds("timeout_ms", d.request_timeout_s),
         connect_timeout_s=table.milliseconds("connect_timeout_ms", d.connect_timeout_s),
         node_backoff_s=table.milliseconds("node_backoff_ms", d.node_backoff_s),

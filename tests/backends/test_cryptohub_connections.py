@@ -55,6 +55,23 @@ async def test_pool_grows_to_its_size_under_load_and_no_further(
     assert sim.connections_total() == 2
 
 
+@pytest.mark.parametrize(("depth", "connections"), [(16, 1), (4, 2)])
+async def test_a_second_connection_opens_only_once_the_first_runs_deep(
+    sim: SimNode, make_backend: BackendFactory, depth: int, connections: int
+) -> None:
+    backend = make_backend(
+        sim, pool_size=2, pipeline_depth=depth, request_timeout_s=2.0
+    )
+    sim.faults.latency_ms = 20
+
+    for _ in range(3):  # ten at a time: deeper than 4, shallower than 16
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(backend.encrypt, "foo", b"x", AAD)
+
+    assert sim.connections_total() == connections
+
+
 async def test_deadline_gives_dependency_timeout_and_the_connection_survives(
     sim: SimNode, make_backend: BackendFactory
 ) -> None:

@@ -1,11 +1,14 @@
 """One CryptoHub node: a small pool of connections, and whether it is down.
 
 Pool. Up to ``pool_size`` connections, opened lazily: the first request to a
-node waits for the first connection; after that a request goes to the least
-busy open connection, and when that one is already busy and the pool is not
-full, another connection is opened in the background for the requests after
-it. Connections that end are dropped from the pool; the next request opens a
-new one. So a quiet node holds one connection, a busy one ``pool_size``.
+node waits for the first connection; after that a request goes to the first
+open connection with fewer than ``pipeline_depth`` requests in flight. Only
+when every open one is that deep is another opened, in the background, for
+the requests after it (meanwhile, and once the pool is full, they go to the
+least busy). Connections that end are dropped from the pool; the next
+request opens a new one. So a node holds one connection until its pipeline
+runs deep, then up to ``pool_size``; traffic stays concentrated on the first
+connection, where frames and replies batch best (settings.py).
 
 Opening runs as its own task, bounded by ``connect_timeout_s``, apart from
 any request: a request's deadline never cancels a half-done handshake that
@@ -129,14 +132,16 @@ class Node:
 
     def _open_connection(self) -> HostConnection | None:
         """The connection for the next request when one is open and no more
-        is needed: the least busy, if it is idle or the pool is full; else
-        None, and ``_connection`` decides. A plain call, not a coroutine: it
-        answers nearly every request (a coroutine costs about 0.5 us more)."""
-        chosen = self._least_busy()
-        if chosen is not None and (
-            chosen.in_flight == 0 or len(self._connections) >= self._config.pool_size
-        ):
-            return chosen
+        is needed: the first not ``pipeline_depth`` deep, or the least busy
+        when the pool is full; else None, and ``_connection`` decides. A plain
+        call, not a coroutine: it answers nearly every request (a coroutine
+        costs about 0.5 us more)."""
+        depth = self._config.pipeline_depth
+        for connection in self._connections:
+            if connection.in_flight < depth:
+                return connection
+        if len(self._connections) >= self._config.pool_size:
+            return self._least_busy()
         return None
 
     async def _connection(self, deadline: float) -> HostConnection:
