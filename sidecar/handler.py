@@ -38,7 +38,7 @@ from sidecar.backends.base import KeyManager
 from sidecar.dataplane.messages import JSON_CONTENT_TYPE, HttpRequest, HttpResponse
 from sidecar.throttle import Throttle
 from sidecar.xks import service
-from sidecar.xks.errors import HttpError, InternalException
+from sidecar.xks.errors import HttpError, InternalException, ThrottlingException
 from sidecar.xks.messages import (
     DecryptRequest,
     EncryptRequest,
@@ -47,6 +47,7 @@ from sidecar.xks.messages import (
     RequestMetadata,
     XksRequest,
     parse_request,
+    peek_request_id,
 )
 from sidecar.xks.policy import Policy
 from sidecar.xks.responses import XksResponse
@@ -141,6 +142,17 @@ class XksHandler:
         record.operation = route.operation._value_
         record.external_key_id = route.external_key_id
         keystore = self._keystores[route.keystore]
+        # Overload: a request that would be refused anyway is refused before
+        # SigV4 and the body are looked at (``throttle``); it spends nothing.
+        # Its line still carries the kmsRequestId, found by a search.
+        try:
+            self._throttle.refuse_early(
+                route.keystore, route.operation, time.monotonic()
+            )
+        except ThrottlingException:
+            request_id = peek_request_id(request.body)
+            record.metadata = (("kmsRequestId", request_id),) if request_id else ()
+            raise
 
         verified = keystore.verifier.verify(
             request.method,
@@ -155,7 +167,7 @@ class XksHandler:
         record.metadata = _metadata_fields(xks_request.metadata)
         # Overload protection (``throttle``) just before the backend, where a
         # request would queue: only authenticated requests spend a keystore's
-        # quota, and a refusal's log line still has its kmsRequestId.
+        # quota, and a refusal here still logs its kmsRequestId.
         with self._throttle.admit(route.keystore, route.operation, time.monotonic()):
             response = await _perform(keystore, route.external_key_id, xks_request)
         return response.to_json()

@@ -18,6 +18,14 @@ Two limits, both per worker process and both optional:
   rate and the burst, since the kernel spreads connections across workers
   and no state is shared between them (docs/configuration.md).
 
+Two checks per request. ``refuse_early``, before authentication, refuses a
+request that would certainly be refused, without spending anything: under
+overload most requests are refused, and a refusal that skips SigV4 and the
+JSON body costs a fraction of one that does (docs/performance.md). Only
+``admit``, after authentication, takes a slot and a token, so requests that
+fail SigV4 can never spend a keystore's quota; a request the early check
+let through can still be refused there (its token went to another).
+
 GetHealthStatus is exempt from both: it answers from the cached deep check,
 so refusing it would free nothing, and KMS reads it to decide whether the
 keystore is usable at all.
@@ -82,14 +90,18 @@ class TokenBucket:
 
     def take(self, now: float) -> bool:
         """Take one token if there is one; ``now`` in seconds, never decreasing."""
+        if not self.has_token(now):
+            return False
+        self._tokens -= 1
+        return True
+
+    def has_token(self, now: float) -> bool:
+        """Whether ``take`` would succeed now; takes nothing."""
         elapsed = now - self._updated
         if elapsed > 0:  # a clock that stood still or stepped back adds nothing
             self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
             self._updated = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
+        return self._tokens >= 1
 
 
 class _Release:
@@ -139,6 +151,18 @@ class Throttle:
         }
         self._held = _Release(self)
 
+    def refuse_early(self, keystore: str, operation: Operation, now: float) -> None:
+        """ThrottlingException if ``admit`` would surely refuse this request
+        now; spends nothing (see the module docstring)."""
+        if operation is Operation.GET_HEALTH_STATUS:
+            return
+        limit = self.max_in_flight
+        if limit is not None and self.in_flight >= limit:
+            raise ThrottlingException(reason=self._in_flight_reason(limit))
+        bucket = self._buckets.get(keystore)
+        if bucket is not None and not bucket.has_token(now):
+            raise ThrottlingException(reason=self._quota_reason(keystore))
+
     def admit(self, keystore: str, operation: Operation, now: float) -> _Release:
         """A context manager holding the request's slot, or ThrottlingException.
 
@@ -150,15 +174,18 @@ class Throttle:
             return _UNCOUNTED
         limit = self.max_in_flight
         if limit is not None and self.in_flight >= limit:
-            raise ThrottlingException(
-                reason=f"throttled: {self.in_flight} requests in flight in this"
-                f" worker, [server] max_in_flight = {limit}"
-            )
+            raise ThrottlingException(reason=self._in_flight_reason(limit))
         bucket = self._buckets.get(keystore)
         if bucket is not None and not bucket.take(now):
             raise ThrottlingException(reason=self._quota_reason(keystore))
         self.in_flight += 1
         return self._held
+
+    def _in_flight_reason(self, limit: int) -> str:
+        return (
+            f"throttled: {self.in_flight} requests in flight in this worker,"
+            f" [server] max_in_flight = {limit}"
+        )
 
     def _quota_reason(self, keystore: str) -> str:
         rate = self._quotas[keystore].requests_per_second

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -122,6 +123,26 @@ XksRequest = (
 _HEALTH_REQUIRED = ("kmsRequestId", "kmsOperation")
 _KEY_METADATA_REQUIRED = ("kmsRequestId", "kmsOperation", "awsPrincipalArn")
 _CRYPTO_REQUIRED = ("kmsRequestId", "kmsOperation", "awsPrincipalArn", "kmsKeyArn")
+
+
+# "kmsRequestId":"<value>" as a client writes it: up to 128 characters, no
+# quote, backslash or control character (KMS sends a UUID). Chosen so the
+# search stays linear and never matches across two JSON members.
+_REQUEST_ID = re.compile(
+    rb'"kmsRequestId"\s*:\s*"([\x20-\x21\x23-\x5b\x5d-\x7e]{1,128})"'
+)
+
+
+def peek_request_id(body: bytes) -> str | None:
+    """The body's kmsRequestId, found without parsing or validating the body.
+
+    For the log line of a request refused before its body is read (overload,
+    ``sidecar.throttle``): a search, not a parse, so it may find the value of
+    a request whose JSON is malformed, and finds nothing in an exotic
+    spelling (escapes). Never use it for a decision.
+    """
+    match = _REQUEST_ID.search(body)
+    return match.group(1).decode("ascii") if match else None
 
 
 def parse_request(operation: Operation, body: bytes) -> XksRequest:

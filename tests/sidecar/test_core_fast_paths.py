@@ -183,3 +183,12 @@ def test_encrypt_response_is_the_compact_json_of_its_fields(
         expected["ciphertextDataIntegrityValue"] = cdiv
 
     assert response.to_json() == json.dumps(expected, separators=(",", ":")).encode()
+
+
+def test_the_request_id_of_a_refused_request_is_found_without_a_parse() -> None:
+    body = b'{"requestMetadata": {"kmsRequestId" : "4112f4d6-db54", "x": 1}}'
+
+    assert messages.peek_request_id(body) == "4112f4d6-db54"
+    assert messages.peek_request_id(b'{"kmsRequestId":"a\\"b"}') is None
+    assert messages.peek_request_id(b'{"kmsRequestId": 7}') is None
+    assert messages.peek_request_id(b'{"kmsRequestId":"' + b"x" * 129 + b'"}') is None

@@ -153,6 +153,28 @@ def test_a_request_refused_for_concurrency_spends_no_token() -> None:
     throttle.admit("dev", ENCRYPT, 0.0)  # token 2 is still there
 
 
+def test_the_early_check_refuses_what_admit_would_and_spends_nothing() -> None:
+    throttle = Throttle(max_in_flight=2, quotas={"dev": Quota(1, 2)})
+
+    for _ in range(5):
+        throttle.refuse_early("dev", ENCRYPT, 0.0)  # checks, takes nothing
+    held = throttle.admit("dev", ENCRYPT, 0.0)
+    throttle.admit("dev", ENCRYPT, 0.0)  # both tokens, both slots taken
+
+    with pytest.raises(ThrottlingException) as full:
+        throttle.refuse_early("dev", ENCRYPT, 0.0)
+    with held:
+        pass
+    with pytest.raises(ThrottlingException) as empty:
+        throttle.refuse_early("dev", ENCRYPT, 0.0)
+    throttle.refuse_early("dev", HEALTH, 0.0)  # health is never refused
+    throttle.refuse_early("dev", ENCRYPT, 1.0)  # a second later: a token again
+
+    assert "max_in_flight = 2" in str(full.value.reason)
+    assert "over max_requests_per_second" in str(empty.value.reason)
+    assert throttle.in_flight == 1
+
+
 def test_with_several_workers_each_admits_its_share_of_the_burst() -> None:
     throttle = Throttle(quotas={"dev": Quota(10, 10)}, workers=2)
 

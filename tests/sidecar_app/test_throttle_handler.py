@@ -129,6 +129,26 @@ async def test_a_request_with_a_bad_signature_spends_no_quota() -> None:
     assert (rejected.status, accepted.status) == (401, 200)
 
 
+async def test_over_quota_a_request_is_refused_before_its_signature_is_checked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER_NAME)
+    backend = FakeKeyManager()
+    backend.add("foo")
+    handler = handler_with(backend, Throttle(quotas={"dev": Quota(1, 1)}))
+    raw = json.dumps(encrypt_body(b"x", b"")).encode()
+    forged = request(ENCRYPT, raw, headers=[(b"host", b"xks.example.test")])
+
+    accepted = await handler(request(ENCRYPT, raw))  # the only token
+    refused = await handler(forged)  # 429, not 401: SigV4 never ran
+
+    assert (accepted.status, refused.status) == (200, 429)
+    line = audit_lines(caplog)[-1]
+    assert line["outcome"] == "ThrottlingException"
+    assert "access_key_id" not in line  # refused before authentication
+    assert "over max_requests_per_second" in line["reason"]
+
+
 # -- configuration ------------------------------------------------------------------
 
 
