@@ -23,6 +23,7 @@ HSM each time; the HSM still enforces state and usage on the operation itself.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -60,17 +61,26 @@ class GcmResult(NamedTuple):
 
 
 class KeyManager(Protocol):
-    """An external key manager reached by external key id (the HSM label)."""
+    """An external key manager reached by external key id (the HSM label).
+
+    Encrypt and decrypt return an awaitable rather than being declared
+    ``async``: a driver may hand back the coroutine of a call it delegates
+    to, sparing a coroutine frame per call (the CryptoHub driver does); an
+    ``async def`` satisfies the declaration as well. Argument errors may be
+    raised at the call or when awaited.
+    """
 
     async def describe_key(self, key_id: str) -> KeyDescription:
         """The key's spec, usages, state and current version."""
         ...
 
-    async def encrypt(self, key_id: str, plaintext: bytes, hsm_aad: bytes) -> GcmResult:
+    def encrypt(
+        self, key_id: str, plaintext: bytes, hsm_aad: bytes
+    ) -> Awaitable[GcmResult]:
         """AES-256-GCM under the key's current version; the HSM draws the IV."""
         ...
 
-    async def decrypt(
+    def decrypt(
         self,
         key_id: str,
         key_version: int,
@@ -78,7 +88,7 @@ class KeyManager(Protocol):
         ciphertext: bytes,
         tag: bytes,
         hsm_aad: bytes,
-    ) -> bytes:
+    ) -> Awaitable[bytes]:
         """AES-256-GCM decryption under ``key_version``; opaque on failure."""
         ...
 
