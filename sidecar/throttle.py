@@ -149,6 +149,12 @@ class Throttle:
             name: TokenBucket(quota.share(workers), now)
             for name, quota in self._quotas.items()
         }
+        # The refusal reasons, built once: under overload most requests get one.
+        self._quota_reasons = {name: self._quota_reason(name) for name in self._quotas}
+        self._in_flight_reason = (
+            f"throttled: {max_in_flight} requests in flight in this worker,"
+            f" [server] max_in_flight = {max_in_flight}"
+        )
         self._held = _Release(self)
 
     def refuse_early(self, keystore: str, operation: Operation, now: float) -> None:
@@ -158,10 +164,10 @@ class Throttle:
             return
         limit = self.max_in_flight
         if limit is not None and self.in_flight >= limit:
-            raise ThrottlingException(reason=self._in_flight_reason(limit))
+            raise ThrottlingException(reason=self._in_flight_reason)
         bucket = self._buckets.get(keystore)
         if bucket is not None and not bucket.has_token(now):
-            raise ThrottlingException(reason=self._quota_reason(keystore))
+            raise ThrottlingException(reason=self._quota_reasons[keystore])
 
     def admit(self, keystore: str, operation: Operation, now: float) -> _Release:
         """A context manager holding the request's slot, or ThrottlingException.
@@ -174,18 +180,12 @@ class Throttle:
             return _UNCOUNTED
         limit = self.max_in_flight
         if limit is not None and self.in_flight >= limit:
-            raise ThrottlingException(reason=self._in_flight_reason(limit))
+            raise ThrottlingException(reason=self._in_flight_reason)
         bucket = self._buckets.get(keystore)
         if bucket is not None and not bucket.take(now):
-            raise ThrottlingException(reason=self._quota_reason(keystore))
+            raise ThrottlingException(reason=self._quota_reasons[keystore])
         self.in_flight += 1
         return self._held
-
-    def _in_flight_reason(self, limit: int) -> str:
-        return (
-            f"throttled: {self.in_flight} requests in flight in this worker,"
-            f" [server] max_in_flight = {limit}"
-        )
 
     def _quota_reason(self, keystore: str) -> str:
         rate = self._quotas[keystore].requests_per_second

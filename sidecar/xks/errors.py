@@ -42,6 +42,10 @@ _NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 Header = tuple[bytes, bytes]
 # ``json.dumps(document, separators=(",", ":"))`` with the encoder built once.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
+# Error bodies by (errorName, message); bounded because some messages name a
+# key or a limit. The size is chosen without measuring.
+_BODIES: dict[tuple[str, str], bytes] = {}
+_BODIES_MAX = 256
 
 
 def printable_message(text: str) -> str:
@@ -63,12 +67,23 @@ class HttpError(Exception):
         super().__init__(self.message)
 
     def body(self) -> bytes:
-        """The JSON error body, one line: ``{"errorName":..,"errorMessage":..}``."""
-        document = {
-            "errorName": self.error_name,
-            "errorMessage": printable_message(self.message),
-        }
-        return _COMPACT.encode(document).encode("ascii")
+        """The JSON error body, one line: ``{"errorName":..,"errorMessage":..}``.
+
+        Remembered per name and message: most errors carry a fixed message,
+        and under overload every refused request answers the same 429.
+        """
+        key = (self.error_name, self.message)
+        body = _BODIES.get(key)
+        if body is None:
+            document = {
+                "errorName": self.error_name,
+                "errorMessage": printable_message(self.message),
+            }
+            body = _COMPACT.encode(document).encode("ascii")
+            if len(_BODIES) >= _BODIES_MAX:
+                _BODIES.clear()
+            _BODIES[key] = body
+        return body
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, reason={self.reason!r})"

@@ -45,6 +45,11 @@ async def _connect(
     return await open_client_tls_stream("127.0.0.1", port, client_context, "localhost")
 
 
+async def _echo(stream: trio.SSLStream[trio.SocketStream]) -> None:
+    while data := await stream.receive_some():
+        await stream.send_all(data)
+
+
 async def _receive_exactly(stream: ClientTlsStream, size: int) -> bytes:
     received = b""
     while len(received) < size:
@@ -57,11 +62,7 @@ async def _receive_exactly(stream: ClientTlsStream, size: int) -> bytes:
 async def test_exchanges_messages_larger_than_a_record(
     pki: Pki, nursery: trio.Nursery
 ) -> None:
-    async def echo(stream: trio.SSLStream[trio.SocketStream]) -> None:
-        while data := await stream.receive_some():
-            await stream.send_all(data)
-
-    client = await _connect(pki, nursery, echo)
+    client = await _connect(pki, nursery, _echo)
     message = bytes(range(256)) * 160  # 40 KiB: three TLS records
     for _ in range(3):
         await client.send_all(message)
@@ -133,11 +134,7 @@ async def test_a_waiting_receive_can_be_cancelled_and_the_stream_reused(
 async def test_send_nowait_sends_at_once_when_the_socket_has_room(
     pki: Pki, nursery: trio.Nursery
 ) -> None:
-    async def echo(stream: trio.SSLStream[trio.SocketStream]) -> None:
-        while data := await stream.receive_some():
-            await stream.send_all(data)
-
-    client = await _connect(pki, nursery, echo)
+    client = await _connect(pki, nursery, _echo)
 
     assert client.send_nowait(b"[AOECHO;ID1;]") is True
     assert await _receive_exactly(client, 13) == b"[AOECHO;ID1;]"
