@@ -160,14 +160,8 @@ class Throttle:
     def refuse_early(self, keystore: str, operation: Operation, now: float) -> None:
         """ThrottlingException if ``admit`` would surely refuse this request
         now; spends nothing (see the module docstring)."""
-        if operation is Operation.GET_HEALTH_STATUS:
-            return
-        limit = self.max_in_flight
-        if limit is not None and self.in_flight >= limit:
-            raise ThrottlingException(reason=self._in_flight_reason)
-        bucket = self._buckets.get(keystore)
-        if bucket is not None and not bucket.has_token(now):
-            raise ThrottlingException(reason=self._quota_reasons[keystore])
+        if operation is not Operation.GET_HEALTH_STATUS:
+            self._check(keystore, now, take=False)
 
     def admit(self, keystore: str, operation: Operation, now: float) -> _Release:
         """A context manager holding the request's slot, or ThrottlingException.
@@ -178,14 +172,19 @@ class Throttle:
         """
         if operation is Operation.GET_HEALTH_STATUS:
             return _UNCOUNTED
+        self._check(keystore, now, take=True)
+        self.in_flight += 1
+        return self._held
+
+    def _check(self, keystore: str, now: float, *, take: bool) -> None:
         limit = self.max_in_flight
         if limit is not None and self.in_flight >= limit:
             raise ThrottlingException(reason=self._in_flight_reason)
         bucket = self._buckets.get(keystore)
-        if bucket is not None and not bucket.take(now):
+        if bucket is not None and not (
+            bucket.take(now) if take else bucket.has_token(now)
+        ):
             raise ThrottlingException(reason=self._quota_reasons[keystore])
-        self.in_flight += 1
-        return self._held
 
     def _quota_reason(self, keystore: str) -> str:
         rate = self._quotas[keystore].requests_per_second

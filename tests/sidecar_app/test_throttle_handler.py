@@ -13,6 +13,7 @@ import trio
 from sidecar.audit import AUDIT_LOGGER_NAME, JsonLineFormatter
 from sidecar.backends.base import GcmResult
 from sidecar.config import ConfigError, load_config
+from sidecar.dataplane.messages import HttpRequest
 from sidecar.handler import Keystore, XksHandler
 from sidecar.throttle import Quota, Throttle
 from sidecar.xks.policy import Policy
@@ -116,12 +117,17 @@ async def test_a_keystore_over_its_quota_is_refused_but_its_health_is_not() -> N
     assert healths == [200] * 4
 
 
-async def test_a_request_with_a_bad_signature_spends_no_quota() -> None:
+def one_token_and_a_forged_request() -> tuple[XksHandler, bytes, HttpRequest]:
+    """A handler whose keystore has one token, a body, and that body unsigned."""
     backend = FakeKeyManager()
     backend.add("foo")
     handler = handler_with(backend, Throttle(quotas={"dev": Quota(1, 1)}))
     raw = json.dumps(encrypt_body(b"x", b"")).encode()
-    forged = request(ENCRYPT, raw, headers=[(b"host", b"xks.example.test")])
+    return handler, raw, request(ENCRYPT, raw, headers=[(b"host", b"xks.example.test")])
+
+
+async def test_a_request_with_a_bad_signature_spends_no_quota() -> None:
+    handler, raw, forged = one_token_and_a_forged_request()
 
     rejected = await handler(forged)
     accepted = await handler(request(ENCRYPT, raw))
@@ -133,11 +139,7 @@ async def test_over_quota_a_request_is_refused_before_its_signature_is_checked(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger=AUDIT_LOGGER_NAME)
-    backend = FakeKeyManager()
-    backend.add("foo")
-    handler = handler_with(backend, Throttle(quotas={"dev": Quota(1, 1)}))
-    raw = json.dumps(encrypt_body(b"x", b"")).encode()
-    forged = request(ENCRYPT, raw, headers=[(b"host", b"xks.example.test")])
+    handler, raw, forged = one_token_and_a_forged_request()
 
     accepted = await handler(request(ENCRYPT, raw))  # the only token
     refused = await handler(forged)  # 429, not 401: SigV4 never ran
