@@ -281,9 +281,6 @@ class _LineTemplate:
 
 _MESSAGE: Final = "xks request"
 _TEMPLATE = _LineTemplate()
-_REQUEST_FIXED: Final = (
-    f'"level":"INFO","logger":"{AUDIT_LOGGER_NAME}","msg":"{_MESSAGE}"'
-)
 os.register_at_fork(after_in_child=_TEMPLATE.forget)
 
 
@@ -400,6 +397,10 @@ def _fixed_fields(level: str, logger: str, message: str) -> str:
             _FIXED_TEXT.clear()
         _FIXED_TEXT[key] = text
     return text
+
+
+# The request line's fixed fields, as JsonLineFormatter writes them.
+_REQUEST_FIXED: Final = _fixed_fields("INFO", AUDIT_LOGGER_NAME, _MESSAGE)
 
 
 class _SecondText:
